@@ -1,0 +1,133 @@
+"""params.yaml -> validated, frozen, typed settings.
+
+This is the only module that reads params.yaml. Every other library function
+takes the typed settings (or plain arguments) it needs. Unknown keys and
+out-of-range values fail here, before any work starts, with a one-line message
+naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, malformed, or holds an unknown or invalid key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoCorpusSettings(_Section):
+    """Size and look of the synthetic demo corpus (DESIGN.md section 6)."""
+
+    train_videos: Annotated[int, Field(ge=1, le=500)] = 14
+    val_videos: Annotated[int, Field(ge=1, le=500)] = 6
+    test_videos: Annotated[int, Field(ge=0, le=500)] = 3
+    unlabeled_videos: Annotated[int, Field(ge=0, le=500)] = 4
+    two_subject_videos: Annotated[int, Field(ge=0, le=100)] = 1
+    ce_train_videos: Annotated[int, Field(ge=0, le=500)] = 6
+    ce_val_videos: Annotated[int, Field(ge=0, le=500)] = 3
+    fps: Annotated[float, Field(gt=0, le=60)] = 15.0
+    min_seconds: Annotated[float, Field(gt=0, le=600)] = 8.0
+    max_seconds: Annotated[float, Field(gt=0, le=600)] = 14.0
+    width: Annotated[int, Field(ge=64, le=1920, multiple_of=2)] = 256
+    height: Annotated[int, Field(ge=64, le=1080, multiple_of=2)] = 192
+    lfw_identities: Annotated[int, Field(ge=0, le=100)] = 24
+    val_identity_share: Annotated[float, Field(gt=0, lt=1)] = 0.3
+
+    @model_validator(mode="after")
+    def _check_durations(self) -> DemoCorpusSettings:
+        if self.max_seconds < self.min_seconds:
+            raise ValueError(
+                f"max_seconds ({self.max_seconds}) must be >= min_seconds ({self.min_seconds})"
+            )
+        return self
+
+
+class DataSettings(_Section):
+    """Where the raw corpus comes from: the embedded demo, or an Aff-Wild2-layout root."""
+
+    source: str = "demo"
+    raw_dir: str = "data/raw"
+    demo: DemoCorpusSettings = DemoCorpusSettings()
+
+    @property
+    def is_demo(self) -> bool:
+        return self.source == "demo"
+
+
+class Params(_Section):
+    """The whole params.yaml. Stage sections are added as their stages land."""
+
+    seed: Annotated[int, Field(ge=0)] = 0
+    window: Annotated[int, Field(ge=1, le=4096)] = 32
+    data: DataSettings = DataSettings()
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at `loc` (its parent section)."""
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None) if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    key = _dotted(loc)
+    if error["type"] == "extra_forbidden":
+        owner = _model_at(loc)
+        allowed = sorted(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown key '{key}'{hint}; allowed: {', '.join(allowed)}"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    if not loc:  # a model-level validator
+        return error["msg"]
+    return f"'{key}' = {shown}: {error['msg'].removeprefix('Value error, ')}"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; raise ConfigError with one line per problem."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate params.yaml (safe YAML only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found (run from the project root or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_params(raw, source=str(path))
+
+
+DeviceName = Literal["cpu", "cuda"]

@@ -1,0 +1,134 @@
+"""Build the pipeline's raw folder (data/raw) from the demo generator or a real Aff-Wild2 copy.
+
+Either way data/raw ends up holding the annotations in the official layout, a
+`manifest.csv` (one row per video/subject) and `source.json` saying where the
+videos are. For the demo the videos live inside data/raw; for a real copy they
+stay where they are (hundreds of GB are not duplicated), and only the small
+annotation and test-list files are copied so DVC tracks the labels.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline_lib.config import DataSettings
+from pipeline_lib.data.errors import LayoutError
+from pipeline_lib.data.manifest import VideoEntry, build_manifest, read_manifest, write_manifest
+
+MANIFEST_FILE = "manifest.csv"
+SOURCE_FILE = "source.json"
+
+
+@dataclass(frozen=True)
+class RawCorpus:
+    """data/raw as downstream stages see it: where the videos are, and the manifest."""
+
+    raw_dir: Path
+    video_root: Path
+    entries: tuple[VideoEntry, ...]
+    kind: str  # "demo" | "affwild2"
+
+    def video_file(self, entry: VideoEntry) -> Path:
+        return self.video_root / entry.video_path
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """What `abaw corpus` did, for its report and its one-line summary."""
+
+    kind: str
+    source: str
+    entries: tuple[VideoEntry, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def metrics(self) -> dict[str, object]:
+        splits = Counter(e.split for e in self.entries)
+        tasks = Counter(t for e in self.entries for t in e.tasks)
+        return {
+            "source": self.source,
+            "videos": len(self.entries),
+            "frames": int(sum(e.n_frames for e in self.entries)),
+            "videos_per_split": dict(sorted(splits.items())),
+            "labelled_videos_per_task": dict(sorted(tasks.items())),
+            "warnings": len(self.warnings),
+            "warning_lines": list(self.warnings),
+        }
+
+    def summary_line(self) -> str:
+        m = self.metrics()
+        splits = ", ".join(f"{k} {v}" for k, v in m["videos_per_split"].items())  # type: ignore[union-attr]
+        return (
+            f"corpus ({self.kind}): {m['videos']} videos/subjects, {m['frames']} frames ({splits}); "
+            f"{m['warnings']} warning(s)"
+        )
+
+
+def _replace_dir(partial: Path, final: Path) -> None:
+    """Swap a finished folder into place so an interrupted run never looks complete."""
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
+
+
+def _fresh_partial(out: Path) -> Path:
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def _finish(partial: Path, out: Path, kind: str, video_root: str, source: str) -> PrepareResult:
+    entries, warnings = build_manifest(partial if video_root == "." else Path(video_root))
+    write_manifest(partial / MANIFEST_FILE, entries)
+    info = {"kind": kind, "video_root": video_root, "source": source}
+    (partial / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    _replace_dir(partial, out)
+    return PrepareResult(kind=kind, source=source, entries=tuple(entries), warnings=tuple(warnings))
+
+
+def prepare_demo(out: Path, data: DataSettings, seed: int, workers: int = 2, progress: bool = True) -> PrepareResult:
+    """Generate the embedded demo corpus into `out` (official layout, videos included)."""
+    from pipeline_lib.data.demo.generate import generate_corpus  # heavy imports: only when needed
+
+    partial = _fresh_partial(out)
+    generate_corpus(partial, data.demo, seed=seed, workers=workers, progress=progress)
+    return _finish(partial, out, kind="demo", video_root=".", source="demo")
+
+
+def import_affwild2(out: Path, source_root: Path) -> PrepareResult:
+    """Copy the annotations of an Aff-Wild2-layout root into `out`; videos stay in place."""
+    root = source_root.expanduser().resolve()
+    if not root.is_dir():
+        raise LayoutError(root, "data.source is neither 'demo' nor an existing folder")
+    missing = [name for name in ("videos", "annotations") if not (root / name).is_dir()]
+    if missing:
+        raise LayoutError(root, f"not an Aff-Wild2 layout root: missing {', '.join(m + '/' for m in missing)} "
+            "(see README, 'Running on a real Aff-Wild2 copy')")
+    partial = _fresh_partial(out)
+    for name in ("annotations", "test_set"):
+        if (root / name).is_dir():
+            shutil.copytree(root / name, partial / name)
+    return _finish(partial, out, kind="affwild2", video_root=str(root), source=str(root))
+
+
+def prepare_raw(out: Path, data: DataSettings, seed: int, workers: int = 2, progress: bool = True) -> PrepareResult:
+    """data.source 'demo' generates the demo corpus; a path imports that Aff-Wild2 copy."""
+    if data.is_demo:
+        return prepare_demo(out, data, seed=seed, workers=workers, progress=progress)
+    return import_affwild2(out, Path(data.source))
+
+
+def load_raw(raw_dir: Path) -> RawCorpus:
+    """Open data/raw as written by `prepare_raw`."""
+    info_path = raw_dir / SOURCE_FILE
+    if not info_path.is_file():
+        raise LayoutError(info_path, "missing: run `abaw corpus` (or `dvc repro corpus`) first")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    video_root = raw_dir if info["video_root"] == "." else Path(info["video_root"])
+    entries = read_manifest(raw_dir / MANIFEST_FILE)
+    return RawCorpus(raw_dir=raw_dir, video_root=video_root, entries=tuple(entries), kind=info["kind"])

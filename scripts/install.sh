@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Create .venv and install the project into it. Idempotent: a second run
+# reuses the environment and only reinstalls when pyproject.toml,
+# constraints.txt or this script changed.
+#
+# Why not a single `pip install -e .`:
+#  - torch==2.14.1 / torchvision==0.29.1 come from this machine's local package
+#    index through pip (uv does not see it and would download several GB);
+#  - facenet-pytorch==2.5.3 pins an old torch in its metadata, so it goes in
+#    with --no-deps after torch, and its own needs are listed in pyproject.toml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+STAMP="$VENV/.abaw-install-stamp"
+want=$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -d' ' -f1)
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+    echo "install: $VENV is up to date"
+    exit 0
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "install: creating $VENV with $($PYTHON --version)"
+    "$PYTHON" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+
+pip install -q --upgrade pip wheel setuptools
+echo "install: torch + torchvision (local wheels, ~5.5 GB venv)"
+pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+echo "install: facenet-pytorch (--no-deps: its metadata pins an old torch)"
+pip install -q --no-deps facenet-pytorch==2.5.3
+echo "install: the project and its pinned dependencies"
+pip install -q -c constraints.txt -e '.[dev]'
+"$VENV/bin/python" -c "import torch, torchvision, facenet_pytorch, zarr, dvc, av; print('install: ok, torch', torch.__version__)"
+
+echo "$want" > "$STAMP"

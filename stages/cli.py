@@ -1,0 +1,40 @@
+"""The umbrella `abaw` command: one sub-command per pipeline stage."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipeline_lib import __version__
+from stages import corpus
+
+app = typer.Typer(
+    name="abaw",
+    help="ABAW affect recognition pipeline. Each sub-command is one DVC stage; `dvc repro` runs them in order.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"abaw {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """ABAW affect recognition pipeline."""
+
+
+app.add_typer(corpus.app, name="corpus")
+
+
+def main() -> None:
+    app()

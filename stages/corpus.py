@@ -1,0 +1,34 @@
+"""`abaw corpus`: build data/raw, either the embedded demo corpus or an import of a real Aff-Wild2 copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline_lib.data.prepare import prepare_raw
+from stages._common import ParamsOption, guarded, read_params
+
+app = typer.Typer(help="Build data/raw: the demo corpus (data.source: demo) or an Aff-Wild2 import.")
+
+
+@app.callback(invoke_without_command=True)
+@guarded
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Raw data folder (the DVC output).", file_okay=False)] = Path("data/raw"),
+    workers: Annotated[int, typer.Option(min=1, help="Processes rendering demo videos.")] = 2,
+    report: Annotated[Path, typer.Option(help="Where to write the ingest report (JSON).", dir_okay=False)] = Path(
+        "metrics/corpus.json"
+    ),
+) -> None:
+    """Generate the demo corpus or import a real Aff-Wild2 copy, then write the manifest."""
+    settings = read_params(params)
+    result = prepare_raw(out, settings.data, seed=settings.seed, workers=workers)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result.metrics(), indent=2) + "\n", encoding="utf-8")
+    for warning in result.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(result.summary_line())

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real params.yaml, shrunk to a tiny, fast configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline_lib.config import Params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+# A demo corpus that renders in seconds but still has every kind of video.
+TINY_DEMO: dict[str, Any] = {
+    "train_videos": 2,
+    "val_videos": 1,
+    "test_videos": 1,
+    "unlabeled_videos": 1,
+    "two_subject_videos": 1,
+    "ce_train_videos": 1,
+    "ce_val_videos": 1,
+    "min_seconds": 2.0,
+    "max_seconds": 2.5,
+    "lfw_identities": 4,
+}
+
+
+@pytest.fixture
+def tiny_params_dict() -> dict[str, Any]:
+    """params.yaml of the project with the demo corpus shrunk (a fresh copy per test)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["data"]["demo"].update(TINY_DEMO)
+    return raw
+
+
+@pytest.fixture
+def tiny_params(tiny_params_dict: dict[str, Any]) -> Params:
+    return parse_params(tiny_params_dict)
+
+
+@pytest.fixture
+def tiny_params_file(tmp_path: Path, tiny_params_dict: dict[str, Any]) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params_dict, sort_keys=False), encoding="utf-8")
+    return path

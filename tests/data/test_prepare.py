@@ -1,0 +1,74 @@
+"""data/raw from a real Aff-Wild2-layout copy: annotations copied, videos read in place."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline_lib.config import DataSettings
+from pipeline_lib.data.annotations import write_annotation
+from pipeline_lib.data.errors import LayoutError
+from pipeline_lib.data.labels import Task
+from pipeline_lib.data.layout import AffWild2Layout, write_test_list
+from pipeline_lib.data.manifest import load_labels
+from pipeline_lib.data.prepare import MANIFEST_FILE, import_affwild2, load_raw, prepare_raw
+
+
+@pytest.fixture
+def affwild2_copy(tmp_path: Path, make_video) -> Path:
+    root = tmp_path / "Aff-Wild2"
+    layout = AffWild2Layout(root)
+    make_video(root / "videos" / "10-60-1280x720.mp4", n_frames=12)
+    make_video(root / "videos" / "video2.avi", n_frames=8)
+    make_video(root / "videos" / "spare.mp4", n_frames=5)
+    make_video(root / "videos" / "held_out.mp4", n_frames=6)
+    va = np.tile(np.array([[0.25, -0.5]], dtype=np.float32), (14, 1))  # 2 lines too many
+    write_annotation(layout.annotation_path(Task.VA, "train", "10-60-1280x720"), Task.VA, va)
+    write_annotation(layout.annotation_path(Task.EXPR, "train", "10-60-1280x720"), Task.EXPR, np.full(12, 4))
+    write_annotation(layout.annotation_path(Task.EXPR, "val", "video2_left"), Task.EXPR, np.full(8, 1))
+    write_annotation(layout.annotation_path(Task.EXPR, "val", "video2_right"), Task.EXPR, np.full(8, 2))
+    write_annotation(layout.annotation_path(Task.EXPR, "val", "gone"), Task.EXPR, np.full(3, 0))
+    write_test_list(layout.test_list_path("EXPR"), ["held_out"])
+    return root
+
+
+def test_import_copies_labels_and_reads_videos_in_place(tmp_path: Path, affwild2_copy: Path):
+    out = tmp_path / "data" / "raw"
+    result = import_affwild2(out, affwild2_copy)
+    raw = load_raw(out)
+    assert raw.kind == "affwild2" and raw.video_root == affwild2_copy.resolve()
+    assert not (out / "videos").exists()  # never copied
+    assert (out / "annotations" / "EXPR_Recognition_Challenge" / "Validation_Set" / "video2_left.txt").is_file()
+    assert (out / MANIFEST_FILE).is_file()
+    by_name = {e.name: e for e in raw.entries}
+    assert set(by_name) == {"10-60-1280x720", "video2_left", "video2_right", "spare", "held_out"}
+    assert by_name["10-60-1280x720"].tasks == ("VA", "EXPR") and by_name["10-60-1280x720"].split == "train"
+    assert by_name["video2_right"].side == "right" and by_name["video2_right"].split == "val"
+    assert by_name["spare"].split == "unlabeled" and by_name["held_out"].split == "test"
+    assert all(raw.video_file(e).is_file() for e in raw.entries)
+    # the annotated-but-missing video is a warning, not a crash
+    assert any("gone" in w for w in result.warnings)
+    assert result.metrics()["videos"] == 5
+
+    labels, ce, warnings = load_labels(out, by_name["10-60-1280x720"])
+    assert labels.shape == (12, 15) and ce.shape == (12,)
+    np.testing.assert_allclose(labels[:, :2], np.tile([[0.25, -0.5]], (12, 1)))
+    assert (labels[:, 2] == 4).all() and (labels[:, 3:] == -1).all()
+    assert len(warnings) == 1 and "14" in warnings[0] and "12" in warnings[0]
+
+
+def test_prepare_raw_dispatches_on_source(tmp_path: Path, affwild2_copy: Path):
+    result = prepare_raw(tmp_path / "raw", DataSettings(source=str(affwild2_copy)), seed=0)
+    assert result.kind == "affwild2"
+
+
+def test_import_rejects_a_folder_that_is_not_a_layout(tmp_path: Path):
+    with pytest.raises(LayoutError, match="missing videos/, annotations/"):
+        import_affwild2(tmp_path / "raw", tmp_path)
+    with pytest.raises(LayoutError, match="neither 'demo' nor an existing folder"):
+        import_affwild2(tmp_path / "raw", tmp_path / "nope")
+
+
+def test_load_raw_before_corpus_names_the_fix(tmp_path: Path):
+    with pytest.raises(LayoutError, match="run `abaw corpus`"):
+        load_raw(tmp_path)

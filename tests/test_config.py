@@ -1,0 +1,85 @@
+"""params.yaml validation: the real file parses; typos and bad values fail with the key's name."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_lib.config import ConfigError, DemoCorpusSettings, Params, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_project_params_yaml_is_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.data.source == "demo"
+    assert params.window == 32
+    assert params.seed == 0
+
+
+def test_params_yaml_spells_out_every_demo_default():
+    # The file is the documentation of the knobs: every setting appears there.
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(raw["data"]["demo"]) == set(DemoCorpusSettings.model_fields)
+
+
+def test_unknown_top_level_key_names_key_and_allowed():
+    with pytest.raises(ConfigError) as err:
+        parse_params({"windw": 64})
+    msg = str(err.value)
+    assert "unknown key 'windw'" in msg
+    assert "did you mean 'window'?" in msg
+    assert "allowed: data, seed, window" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_nested_key_names_dotted_path():
+    with pytest.raises(ConfigError, match=r"unknown key 'data\.demo\.train_vidoes' \(did you mean 'train_videos'\?\)"):
+        parse_params({"data": {"demo": {"train_vidoes": 3}}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"window": 0}, "'window' = 0"),
+        ({"seed": -1}, "'seed' = -1"),
+        ({"window": "big"}, "'window' = 'big'"),
+        ({"data": {"demo": {"fps": 0}}}, "'data.demo.fps' = 0"),
+        ({"data": {"demo": {"width": 255}}}, "'data.demo.width' = 255"),
+    ],
+)
+def test_out_of_range_or_wrong_type_names_key(raw, key):
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert key in str(err.value)
+
+
+def test_cross_field_check():
+    with pytest.raises(ConfigError, match="max_seconds .* must be >= min_seconds"):
+        parse_params({"data": {"demo": {"min_seconds": 5, "max_seconds": 2}}})
+
+
+def test_settings_are_frozen():
+    params = parse_params({})
+    with pytest.raises(Exception):
+        params.window = 3  # type: ignore[misc]
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seed: 0\nwindow: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"params\.yaml:\d+: not valid YAML"):
+        load_params(bad)
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_params(bad)
+
+
+def test_yaml_tags_are_not_executed(tmp_path):
+    evil = tmp_path / "params.yaml"
+    evil.write_text("seed: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(evil)
