@@ -25,7 +25,12 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     echo "install: creating $VENV with $($PYTHON --version)"
     "$PYTHON" -m venv "$VENV"
 fi
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+# This machine's extra package indexes make pip warn once per package about
+# folders they lack; the warnings are harmless noise, so they are filtered.
+pip() {
+    "$VENV/bin/python" -m pip --disable-pip-version-check "$@" \
+        2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2)
+}
 
 pip install -q --upgrade pip wheel setuptools
 echo "install: torch + torchvision (local wheels, ~5.5 GB venv)"
