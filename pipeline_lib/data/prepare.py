@@ -9,6 +9,7 @@ annotation and test-list files are copied so DVC tracks the labels.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -16,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline_lib.config import DataSettings
-from pipeline_lib.data.errors import LayoutError
+from pipeline_lib.data.annotations import read_annotation
+from pipeline_lib.data.errors import DataError, LayoutError
+from pipeline_lib.data.layout import AffWild2Layout
+from pipeline_lib.data.mtl import read_mtl
 from pipeline_lib.data.manifest import VideoEntry, build_manifest, read_manifest, write_manifest
 
 MANIFEST_FILE = "manifest.csv"
@@ -82,8 +86,44 @@ def _fresh_partial(out: Path) -> Path:
     return partial
 
 
+def validate_annotations(label_root: Path, entries: list[VideoEntry]) -> tuple[list[VideoEntry], list[str]]:
+    """Parse every annotation file once, now rather than mid-training.
+
+    A broken file costs only its own task for its own video: the task is
+    dropped from that entry and the file's one-line error becomes a warning.
+    """
+    layout = AffWild2Layout(label_root)
+    warnings: list[str] = []
+    for split in ("train", "val"):
+        if layout.mtl_path(split).is_file():
+            try:
+                read_mtl(layout.mtl_path(split))
+            except DataError as exc:
+                warnings.append(f"{exc}; MTL file ignored")
+    checked: list[VideoEntry] = []
+    for entry in entries:
+        if entry.split not in ("train", "val"):  # test/unlabeled videos have no label files
+            checked.append(entry)
+            continue
+        kept: list[str] = []
+        for task in entry.tasks:
+            path = layout.annotation_path(task, entry.split, entry.name)
+            try:
+                if path.is_file():
+                    read_annotation(path, task)
+                kept.append(task)
+            except DataError as exc:
+                warnings.append(f"{exc}; {task} labels of '{entry.name}' skipped")
+        checked.append(dataclasses.replace(entry, tasks=tuple(kept)) if len(kept) < len(entry.tasks) else entry)
+    return checked, warnings
+
+
 def _finish(partial: Path, out: Path, kind: str, video_root: str, source: str) -> PrepareResult:
-    entries, warnings = build_manifest(partial if video_root == "." else Path(video_root))
+    # Labels are checked where the user keeps them, so messages name their files.
+    label_root = partial if video_root == "." else Path(video_root)
+    entries, warnings = build_manifest(label_root)
+    entries, label_warnings = validate_annotations(label_root, entries)
+    warnings = [*warnings, *label_warnings]
     write_manifest(partial / MANIFEST_FILE, entries)
     info = {"kind": kind, "video_root": video_root, "source": source}
     (partial / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -60,3 +60,26 @@ def test_corpus_real_source_that_is_not_a_layout(tmp_path: Path, tiny_params_dic
     result = runner.invoke(app, ["corpus", "--params", str(params), "--out", str(tmp_path / "raw")])
     assert result.exit_code == 2
     assert "missing annotations/" in result.output
+
+
+def test_corpus_import_with_a_broken_annotation_file_names_file_and_line(tmp_path: Path, tiny_params_dict):
+    from pipeline_lib.data.demo.clip import generate_clip
+
+    root = tmp_path / "affwild2"
+    for name in ("v1", "v2"):
+        generate_clip(root / "videos" / f"{name}.mp4", seed=1, seconds=0.4, fps=10.0, width=64, height=64)
+    good = root / "annotations" / "EXPR_Recognition_Challenge" / "Train_Set" / "v2.txt"
+    good.parent.mkdir(parents=True)
+    good.write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n0\n4\n4\n5\n")
+    bad = root / "annotations" / "EXPR_Recognition_Challenge" / "Train_Set" / "v1.txt"
+    bad.write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n0\n4\nnine\n")
+    tiny_params_dict["data"]["source"] = str(root)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params_dict))
+    result = runner.invoke(app, ["corpus", "--params", str(params), "--out", str(tmp_path / "raw")])
+    assert result.exit_code == 0, result.output
+    warning = next(line for line in result.output.splitlines() if line.startswith("warning:"))
+    assert f"{bad}:4:" in warning and "not an integer: 'nine'" in warning
+    assert "EXPR labels of 'v1' skipped" in warning
+    entries = {e.name: e for e in load_raw(tmp_path / "raw").entries}
+    assert entries["v1"].tasks == () and entries["v2"].tasks == ("EXPR",)  # nothing else is lost

@@ -9,11 +9,11 @@ the test lists, `demo_truth/<subject>.npz` and `corpus_card.md`.
 from __future__ import annotations
 
 import multiprocessing
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from pipeline_lib.config import DemoCorpusSettings
 from pipeline_lib.data.annotations import write_annotation
@@ -80,7 +80,7 @@ def generate_corpus(root: Path, settings: DemoCorpusSettings, seed: int, progres
                             "face_less_frames", "occluded_frames", "invalid_span_files",
                             "mismatched_annotation_files"], 0)
     mismatched: list[tuple[str, int, int]] = []
-    progress_bar = _progress(len(plans)) if progress else None
+    bar = tqdm(total=sum(p.n_frames for p in plans), unit="frame", desc="demo corpus", disable=not progress)
     for result in _rendered(jobs, workers):
         plan = result.plan
         video_files[plan.group] += 1
@@ -107,8 +107,9 @@ def generate_corpus(root: Path, settings: DemoCorpusSettings, seed: int, progres
                     mismatched.append((path.relative_to(root).as_posix(), len(values), plan.n_frames))
             if plan.split in mtl and any(t in MAIN_TASKS for t in plan.tasks):
                 mtl[plan.split][subject.name] = _mtl_labels(subject.labels.labels, plan.tasks)
-        if progress_bar is not None:
-            progress_bar(plan)
+        bar.set_postfix_str(f"{plan.name} ({plan.group})", refresh=False)
+        bar.update(plan.n_frames)
+    bar.close()
 
     mtl_rows = {}
     for split, labels in mtl.items():
@@ -132,13 +133,3 @@ def generate_corpus(root: Path, settings: DemoCorpusSettings, seed: int, progres
     (root / CARD_FILE).write_text(render_card(summary) + "\n", encoding="utf-8")
     return summary
 
-
-def _progress(total: int):
-    done = [0]
-
-    def report(plan: VideoPlan) -> None:
-        done[0] += 1
-        print(f"demo corpus: {done[0]}/{total} {plan.name} ({plan.group}, {plan.n_frames} frames)",
-              file=sys.stderr, flush=True)
-
-    return report
