@@ -1,0 +1,117 @@
+"""The per-video HDF5 face store (DESIGN.md section 3): crops, presence, boxes, landmarks, scores.
+
+One file per video subject, `data/faces/<video>.h5`, written by exactly one
+writer into a temporary name and renamed when complete, so a run killed
+mid-video leaves no file that looks finished, and a re-run skips exactly the
+videos whose file exists with the same provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import h5py
+import numpy as np
+
+from pipeline_lib.faces.align import CROP_SIZE
+
+__all__ = ["FORMAT_VERSION", "FaceTrack", "file_sha256", "is_complete", "read_faces", "read_provenance", "write_faces"]
+
+FORMAT_VERSION: Final[int] = 1
+_PROVENANCE: Final[str] = "provenance"  # attrs key holding the JSON provenance
+
+
+@dataclass(frozen=True, eq=False)
+class FaceTrack:
+    """One subject's faces over a video of T frames.
+
+    crops (T, S, S, 3) uint8, zero where absent; present (T,) bool; filled (T,)
+    bool, frames whose face was carried over from neighbours; boxes (T, 4)
+    float32 [x0, y0, x1, y1] and landmarks (T, 5, 2) float32 in frame pixels,
+    NaN where absent; scores (T,) float32 detector confidence, 0 where absent.
+    """
+
+    crops: np.ndarray
+    present: np.ndarray
+    filled: np.ndarray
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        t = len(self.present)
+        size = self.crops.shape[1] if self.crops.ndim == 4 else CROP_SIZE
+        expected = {
+            "crops": (self.crops, (t, size, size, 3), np.uint8),
+            "present": (self.present, (t,), np.bool_),
+            "filled": (self.filled, (t,), np.bool_),
+            "boxes": (self.boxes, (t, 4), np.float32),
+            "landmarks": (self.landmarks, (t, 5, 2), np.float32),
+            "scores": (self.scores, (t,), np.float32),
+        }
+        for name, (array, shape, dtype) in expected.items():
+            if array.shape != shape or array.dtype != dtype:
+                raise ValueError(f"FaceTrack.{name}: expected {np.dtype(dtype).name}{shape}, got "
+                                 f"{array.dtype.name}{array.shape}")
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.present)
+
+
+def file_sha256(path: Path, block: int = 1 << 20) -> str:
+    """Content hash of a source video, stored as provenance."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_faces(path: Path, track: FaceTrack, provenance: Mapping[str, Any]) -> None:
+    """Write `track` to `path` atomically; `provenance` (JSON-able) goes into the attrs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    size = track.crops.shape[1]
+    try:
+        with h5py.File(partial, "w") as h5:
+            # One chunk per frame: readers slice frames; lzf is fast and ships with h5py.
+            h5.create_dataset("crops", data=track.crops, chunks=(1, size, size, 3) if track.n_frames else None,
+                              compression="lzf" if track.n_frames else None)
+            for name in ("present", "filled", "boxes", "landmarks", "scores"):
+                h5.create_dataset(name, data=getattr(track, name))
+            h5.attrs["format_version"] = FORMAT_VERSION
+            h5.attrs[_PROVENANCE] = json.dumps(dict(provenance), sort_keys=True)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def read_provenance(path: Path) -> dict[str, Any]:
+    with h5py.File(path, "r") as h5:
+        return json.loads(h5.attrs[_PROVENANCE])
+
+
+def is_complete(path: Path, provenance: Mapping[str, Any]) -> bool:
+    """True when `path` is a finished store written with exactly this provenance (resume check)."""
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as h5:
+            return (int(h5.attrs.get("format_version", -1)) == FORMAT_VERSION
+                    and json.loads(h5.attrs[_PROVENANCE]) == json.loads(json.dumps(dict(provenance), sort_keys=True)))
+    except (OSError, KeyError, ValueError):  # truncated or foreign file: redo it
+        return False
+
+
+def read_faces(path: Path) -> FaceTrack:
+    """Load a whole face track into memory."""
+    with h5py.File(path, "r") as h5:
+        return FaceTrack(**{name: h5[name][...] for name in
+                            ("crops", "present", "filled", "boxes", "landmarks", "scores")})

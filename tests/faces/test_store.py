@@ -1,0 +1,70 @@
+"""HDF5 face store: lossless round trip, atomic writes, resume by provenance."""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from pipeline_lib.faces.store import FaceTrack, file_sha256, is_complete, read_faces, read_provenance, write_faces
+
+
+def _track(t: int = 4, size: int = 112) -> FaceTrack:
+    rng = np.random.default_rng(0)
+    present = np.array([True, False, True, True][:t] + [True] * max(0, t - 4))
+    crops = rng.integers(0, 256, (t, size, size, 3), dtype=np.uint8)
+    crops[~present] = 0
+    boxes = rng.uniform(0, 100, (t, 4)).astype(np.float32)
+    landmarks = rng.uniform(0, 100, (t, 5, 2)).astype(np.float32)
+    boxes[~present], landmarks[~present] = np.nan, np.nan
+    scores = np.where(present, 0.99, 0.0).astype(np.float32)
+    filled = np.zeros(t, bool)
+    filled[min(2, t - 1)] = True
+    return FaceTrack(crops, present, filled, boxes, landmarks, scores)
+
+
+def test_round_trip_is_lossless(tmp_path: Path):
+    track = _track()
+    write_faces(tmp_path / "v.h5", track, {"source_sha256": "abc", "min_face": 20})
+    back = read_faces(tmp_path / "v.h5")
+    for name in ("crops", "present", "filled", "boxes", "landmarks", "scores"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(track, name))
+    assert read_provenance(tmp_path / "v.h5") == {"min_face": 20, "source_sha256": "abc"}
+    with h5py.File(tmp_path / "v.h5") as h5:
+        assert h5["crops"].chunks == (1, 112, 112, 3)  # one chunk per frame
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_zero_frame_video(tmp_path: Path):
+    empty = FaceTrack(np.zeros((0, 112, 112, 3), np.uint8), np.zeros(0, bool), np.zeros(0, bool),
+                      np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros(0, np.float32))
+    write_faces(tmp_path / "e.h5", empty, {})
+    assert read_faces(tmp_path / "e.h5").n_frames == 0
+
+
+def test_resume_check_needs_same_provenance_and_a_whole_file(tmp_path: Path):
+    path = tmp_path / "v.h5"
+    assert not is_complete(path, {"a": 1})
+    write_faces(path, _track(), {"a": 1})
+    assert is_complete(path, {"a": 1})
+    assert not is_complete(path, {"a": 2})
+    path.write_bytes(path.read_bytes()[:500])  # truncated on disk
+    assert not is_complete(path, {"a": 1})
+
+
+def test_failed_write_leaves_nothing_that_looks_finished(tmp_path: Path):
+    track = _track()
+    with pytest.raises(TypeError):
+        write_faces(tmp_path / "v.h5", track, {"not json": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shape_and_dtype_are_checked():
+    track = _track()
+    with pytest.raises(ValueError, match=r"FaceTrack\.scores: expected float32\(4,\)"):
+        FaceTrack(track.crops, track.present, track.filled, track.boxes, track.landmarks, track.scores[:3])
+
+
+def test_file_sha256(tmp_path: Path):
+    (tmp_path / "f").write_bytes(b"abc")
+    assert file_sha256(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
