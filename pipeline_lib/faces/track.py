@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline_lib.faces.detect import Detections, iou
 
-__all__ = ["choose_subject"]
+__all__ = ["SubjectTracker", "choose_subject"]
 
 
 def _fresh_pick(dets: Detections, keep: np.ndarray, side: Literal["left", "right"] | None) -> int:
@@ -29,32 +29,44 @@ def _fresh_pick(dets: Detections, keep: np.ndarray, side: Literal["left", "right
     return int(candidates[np.argmax(dets.scores[candidates] * areas)])
 
 
-def choose_subject(detections: Sequence[Detections], side: Literal["left", "right"] | None = None,
-                   min_score: float = 0.9, follow_iou: float = 0.3, max_gap: int = 5) -> np.ndarray:
-    """Per-frame index of the subject's detection, or -1 where it is absent. Returns (T,) int64.
+class SubjectTracker:
+    """Online subject choice: feed each frame's detections in order, get the subject's index or -1.
 
     A face overlapping the last chosen box (IoU >= follow_iou, last seen at most
     `max_gap` frames ago) continues the track; otherwise a fresh pick is made
-    (by side for two-subject videos, else by score x area).
+    (by side for two-subject videos, else by score x area). Being online, it
+    lets the face stage align crops while frames stream by.
     """
-    chosen = np.full(len(detections), -1, dtype=np.int64)
-    last_box: np.ndarray | None = None
-    last_seen = -10**9
-    for t, dets in enumerate(detections):
-        keep = dets.scores >= min_score
+
+    def __init__(self, side: Literal["left", "right"] | None = None, min_score: float = 0.9,
+                 follow_iou: float = 0.3, max_gap: int = 5) -> None:
+        self.side, self.min_score, self.follow_iou, self.max_gap = side, min_score, follow_iou, max_gap
+        self._last_box: np.ndarray | None = None
+        self._last_seen = -10**9
+        self._t = -1
+
+    def update(self, dets: Detections) -> int:
+        self._t += 1
+        keep = dets.scores >= self.min_score
         if not keep.any():
-            continue
+            return -1
         pick = -1
-        if last_box is not None and t - last_seen <= max_gap:
-            overlaps = np.where(keep, iou(last_box, dets.boxes), 0.0)
-            if overlaps.max() >= follow_iou:
+        if self._last_box is not None and self._t - self._last_seen <= self.max_gap:
+            overlaps = np.where(keep, iou(self._last_box, dets.boxes), 0.0)
+            if overlaps.max() >= self.follow_iou:
                 pick = int(np.argmax(overlaps))
-                if side is not None and keep.sum() > 1:
-                    # Two subjects: only keep following if the followed face is still on its side.
-                    fresh = _fresh_pick(dets, keep, side)
-                    pick = pick if pick == fresh or overlaps[fresh] >= follow_iou else fresh
+                if self.side is not None and keep.sum() > 1:
+                    # Two subjects: keep following only while the followed face is still on its side.
+                    fresh = _fresh_pick(dets, keep, self.side)
+                    pick = pick if pick == fresh or overlaps[fresh] >= self.follow_iou else fresh
         if pick < 0:
-            pick = _fresh_pick(dets, keep, side)
-        chosen[t] = pick
-        last_box, last_seen = dets.boxes[pick], t
-    return chosen
+            pick = _fresh_pick(dets, keep, self.side)
+        self._last_box, self._last_seen = dets.boxes[pick], self._t
+        return pick
+
+
+def choose_subject(detections: Sequence[Detections], side: Literal["left", "right"] | None = None,
+                   min_score: float = 0.9, follow_iou: float = 0.3, max_gap: int = 5) -> np.ndarray:
+    """Per-frame index of the subject's detection, or -1 where it is absent. Returns (T,) int64."""
+    tracker = SubjectTracker(side, min_score, follow_iou, max_gap)
+    return np.array([tracker.update(d) for d in detections], dtype=np.int64)
