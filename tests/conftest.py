@@ -48,3 +48,17 @@ def tiny_params_file(tmp_path: Path, tiny_params_dict: dict[str, Any]) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(tiny_params_dict, sort_keys=False), encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tests_leave_the_project_alone():
+    """Fail loudly if a test writes into the project's own outputs (e.g. a CLI default path)."""
+    watched = [ROOT / "metrics", ROOT / "plots", ROOT / "data"]
+
+    def snapshot() -> dict[str, float]:
+        return {str(p): p.stat().st_mtime for d in watched if d.exists() for p in d.rglob("*") if p.is_file()}
+
+    before = snapshot()
+    yield
+    changed = {k for k, v in snapshot().items() if before.get(k) != v}
+    assert not changed, f"tests wrote into the project tree: {sorted(changed)[:5]}"
