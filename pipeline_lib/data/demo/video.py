@@ -47,29 +47,6 @@ def _rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def _yuv420p_frame(planes: np.ndarray) -> av.VideoFrame:
-    """A yuv420p VideoFrame whose every byte, row padding included, is set from `planes`.
-
-    `VideoFrame.from_ndarray` leaves the alignment padding of each row
-    uninitialised when a plane's width is not a multiple of the line size, and
-    x264 reads that padding: the first encode in a process (fresh, zeroed
-    memory) then differs from later ones. Padding replicated from the last
-    column makes the stream a function of the pixels alone.
-    """
-    h, w = planes.shape[0] * 2 // 3, planes.shape[1]
-    flat = planes.ravel()
-    parts = (
-        flat[: h * w].reshape(h, w),
-        flat[h * w: h * w * 5 // 4].reshape(h // 2, w // 2),
-        flat[h * w * 5 // 4:].reshape(h // 2, w // 2),
-    )
-    frame = av.VideoFrame(w, h, "yuv420p")
-    for plane, part in zip(frame.planes, parts):
-        padded = np.pad(part, ((0, 0), (0, plane.line_size - part.shape[1])), mode="edge")
-        plane.update(np.ascontiguousarray(padded))
-    return frame
-
-
 class VideoWriter:
     """Context manager: `write(frame)` appends one (H, W, 3) uint8 RGB frame.
 
@@ -100,7 +77,7 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3, frame.shape
-        video_frame = _yuv420p_frame(rgb_to_yuv420p(frame))
+        video_frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
         video_frame.pts = self.frames
         self._container.mux(self._stream.encode(video_frame))
         self.frames += 1
