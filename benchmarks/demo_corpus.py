@@ -24,16 +24,9 @@ import numpy as np
 
 from pipeline_lib.config import load_params
 from pipeline_lib.data.demo.generate import TRUTH_DIR, generate_corpus
+from pipeline_lib.faces.detect import iou
 
 HERE = Path(__file__).resolve().parent
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def sampled_frames(path: Path, every: int) -> dict[int, np.ndarray]:
@@ -64,15 +57,16 @@ def detection_check(root: Path, every: int) -> dict[str, float]:
             boxes, _ = mtcnn.detect(frame)
             seconds += time.perf_counter() - start
             n_frames += 1
-            boxes = [] if boxes is None else [np.asarray(b, dtype=float) for b in boxes]
+            boxes = np.zeros((0, 4)) if boxes is None else np.asarray(boxes, dtype=float).reshape(-1, 4)
             if not any(bool(truth["face_present"][i]) for _, truth in subjects):
                 absent += 1
-                false_alarms += bool(boxes)
+                false_alarms += len(boxes) > 0
             for _, truth in subjects:
                 if truth["face_present"][i]:
                     present += 1
-                    detected += any(iou(b, truth["box"][i]) >= 0.3 for b in boxes)
+                    detected += bool((iou(truth["box"][i], boxes) >= 0.3).any())
     return {
+        "subject_frames": sum(len(truth["face_present"]) for subjects in by_video.values() for _, truth in subjects),
         "sampled_face_frames": present,
         "detection_rate": detected / max(present, 1),
         "sampled_faceless_frames": absent,
@@ -96,16 +90,15 @@ def main() -> None:  # guarded below: the generator's spawn workers re-import th
     start = time.perf_counter()
     summary = generate_corpus(root, params.data.demo, seed=params.seed, workers=args.workers, progress=False)
     gen_seconds = time.perf_counter() - start
-    n_frames = sum(int(np.load(p)["face_present"].shape[0]) for p in (root / TRUTH_DIR).glob("*.npz"))
+    detection = detection_check(root, args.every)
     result = {
         "settings": params.data.demo.model_dump(),
         "workers": args.workers,
         "generate_seconds": round(gen_seconds, 1),
         "videos": summary.total_videos,
         "frames": summary.total_frames,
-        "subject_frames": n_frames,
-        "generated_subject_frames_per_s": round(n_frames / gen_seconds, 1),
-        **detection_check(root, args.every),
+        "generated_subject_frames_per_s": round(detection["subject_frames"] / gen_seconds, 1),
+        **detection,
     }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "demo_corpus.json").write_text(json.dumps(result, indent=2) + "\n")
