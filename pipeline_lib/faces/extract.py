@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from pipeline_lib.faces.align import CROP_SIZE, align_to_template
-from pipeline_lib.faces.detect import FaceDetector
+from pipeline_lib.faces.detect import Detections, FaceDetector
 from pipeline_lib.faces.store import FaceTrack
 from pipeline_lib.faces.track import SubjectTracker
 
@@ -89,7 +89,7 @@ class _SubjectBuffer:
         self.landmarks: list[np.ndarray] = []
         self.scores: list[float] = []
 
-    def add(self, frame: np.ndarray, dets) -> None:  # dets: Detections
+    def add(self, frame: np.ndarray, dets: Detections) -> None:
         k = self.tracker.update(dets)
         if k < 0:
             self.crops.append(np.zeros((self.size, self.size, 3), np.uint8))
