@@ -1,31 +1,56 @@
-"""One video file -> one FaceTrack per subject, streaming: never the whole video in memory.
+"""One video file -> one face store per subject, streaming: memory is one batch of frames, never the video.
 
-Frames are decoded with PyAV in batches of consecutive frames, detected
-together (equal size, which batched MTCNN needs), the subject chosen online,
-and aligned crops kept. Memory is one batch of frames plus the crops. A
-decode error ends the video where it happened: what was decoded is kept, the
-rest is recorded as missing, the error is reported, never raised.
+Frames are decoded with PyAV in batches of consecutive frames. Full MTCNN
+detection runs on key frames only (batched, on a down-scaled copy when the
+frame is large); between key frames each subject's face is followed by
+re-localising its previous box with MTCNN's last stage at full resolution
+(`FaceDetector.refine`). A low refinement confidence, or a jump of the box,
+triggers a full detection on that frame right away, as does a subject with
+no face to follow. Aligned crops stream into each subject's store file; the
+small per-frame arrays stay in memory and are written at the end.
+
+A decode error ends the video where it happened: what was decoded is kept,
+the rest is recorded as missing, the error is reported, never raised.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import numpy as np
 
 from pipeline_lib.faces.align import CROP_SIZE, align_to_template
 from pipeline_lib.faces.detect import Detections, FaceDetector
-from pipeline_lib.faces.store import FaceTrack
+from pipeline_lib.faces.gaps import fillable_gaps, interpolate_gaps, nearest_source
+from pipeline_lib.faces.store import FaceStoreWriter
 from pipeline_lib.faces.track import SubjectTracker
 
-__all__ = ["VideoReport", "decode_batches", "extract_faces"]
+__all__ = ["ExtractSettings", "TrackSummary", "VideoReport", "decode_batches", "extract_faces"]
 
 Side = Literal["left", "right"] | None
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """How one video is processed (the face stage's params, minus the detector's own)."""
+
+    batch_size: int = 32  # frames decoded (and key frames detected) together
+    keyframe_interval: int = 10  # full detection every N frames; 1 = every frame
+    min_score: float = 0.9  # detector confidence for a face to count
+    track_min_score: float = 0.8  # refinement confidence to keep following a face
+    max_motion: float = 0.25  # box centre shift or log-size change (in box sides) that forces a re-detect
+    fill_gap: int = 0  # fill absent runs up to this many frames from neighbours (0 = off)
+    crop_size: int = CROP_SIZE
+    decode_threads: int = 0  # 0 = let FFmpeg choose
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.keyframe_interval < 1 or self.fill_gap < 0 or self.decode_threads < 0:
+            raise ValueError(f"invalid extract settings: {self}")
 
 
 @dataclass
@@ -37,6 +62,9 @@ class VideoReport:
     seconds: float = 0.0
     error: str | None = None
     frame_sizes: set[tuple[int, int]] = field(default_factory=set)
+    keyframes: int = 0  # frames with a scheduled full detection
+    refined: int = 0  # frames followed by box refinement only
+    redetected: int = 0  # unscheduled full detections (lost, moved, or searching)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -46,10 +74,24 @@ class VideoReport:
             "seconds": round(self.seconds, 3),
             "error": self.error,
             "frame_sizes": sorted(f"{w}x{h}" for h, w in self.frame_sizes),
+            "keyframes": self.keyframes,
+            "refined": self.refined,
+            "redetected": self.redetected,
         }
 
 
-def decode_batches(path: Path, batch_size: int, report: VideoReport) -> Iterator[list[np.ndarray]]:
+@dataclass(frozen=True, eq=False)
+class TrackSummary:
+    """A subject's per-frame arrays as written to its store, without the crops (for metrics)."""
+
+    present: np.ndarray  # (T,) bool
+    filled: np.ndarray  # (T,) bool
+    boxes: np.ndarray  # (T, 4) float32, NaN where absent
+    landmarks: np.ndarray  # (T, 5, 2) float32, NaN where absent
+    scores: np.ndarray  # (T,) float32
+
+
+def decode_batches(path: Path, batch_size: int, report: VideoReport, threads: int = 0) -> Iterator[list[np.ndarray]]:
     """Yield lists of up to `batch_size` consecutive equal-size (H, W, 3) uint8 RGB frames.
 
     A size change (variable-size streams) closes the batch early. Grey or
@@ -63,7 +105,10 @@ def decode_batches(path: Path, batch_size: int, report: VideoReport) -> Iterator
                 report.error = f"{path.name}: no video stream"
                 return
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            if threads:
+                stream.codec_context.thread_count = threads
+            else:
+                stream.thread_type = "AUTO"
             for frame in container.decode(stream):
                 rgb = frame.to_ndarray(format="rgb24")
                 report.frames_decoded += 1
@@ -78,65 +123,138 @@ def decode_batches(path: Path, batch_size: int, report: VideoReport) -> Iterator
         yield batch
 
 
-class _SubjectBuffer:
-    """Per-frame results of one subject, growing as frames stream by."""
+def _moved(before: np.ndarray, after: np.ndarray, limit: float) -> bool:
+    """True when a box's centre moved, or its size changed, by more than `limit` box sides."""
+    side = max(float(before[2] - before[0]), float(before[3] - before[1]), 1.0)
+    shift = np.hypot((after[0] + after[2] - before[0] - before[2]) / 2, (after[1] + after[3] - before[1] - before[3]) / 2)
+    new_side = max(float(after[2] - after[0]), float(after[3] - after[1]), 1.0)
+    return bool(shift > limit * side or abs(np.log(new_side / side)) > limit)
 
-    def __init__(self, side: Side, min_score: float, size: int) -> None:
-        self.tracker = SubjectTracker(side=side, min_score=min_score)
-        self.size = size
-        self.crops: list[np.ndarray] = []
+
+class _Subject:
+    """One subject's state while frames stream by: the tracker, the store writer, the per-frame arrays."""
+
+    def __init__(self, side: Side, writer: FaceStoreWriter, settings: ExtractSettings) -> None:
+        self.tracker = SubjectTracker(side=side, min_score=settings.min_score)
+        self.writer, self.size = writer, settings.crop_size
+        self.box: np.ndarray | None = None  # last box, while the face is being followed
         self.boxes: list[np.ndarray] = []
         self.landmarks: list[np.ndarray] = []
         self.scores: list[float] = []
+        self._pending: list[np.ndarray] = []
 
-    def add(self, frame: np.ndarray, dets: Detections) -> None:
-        k = self.tracker.update(dets)
-        if k < 0:
-            self.crops.append(np.zeros((self.size, self.size, 3), np.uint8))
-            self.boxes.append(np.full(4, np.nan, np.float32))
-            self.landmarks.append(np.full((5, 2), np.nan, np.float32))
-            self.scores.append(0.0)
-            return
-        self.crops.append(align_to_template(frame, dets.landmarks[k], self.size))
-        self.boxes.append(dets.boxes[k])
-        self.landmarks.append(dets.landmarks[k])
-        self.scores.append(float(dets.scores[k]))
+    def take(self, frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, score: float) -> None:
+        self._pending.append(align_to_template(frame, landmarks, self.size))
+        self.box = box
+        self.boxes.append(box)
+        self.landmarks.append(landmarks)
+        self.scores.append(score)
 
-    def track(self, n_frames: int) -> FaceTrack:
-        """Pad to `n_frames` (frames the container promised but did not decode are absent)."""
+    def miss(self) -> None:
+        self._pending.append(np.zeros((self.size, self.size, 3), np.uint8))
+        self.box = None
+        self.boxes.append(np.full(4, np.nan, np.float32))
+        self.landmarks.append(np.full((5, 2), np.nan, np.float32))
+        self.scores.append(0.0)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.writer.append(np.stack(self._pending))
+            self._pending = []
+
+    def summary(self, n_frames: int, fill_gap: int) -> TrackSummary:
+        """Per-frame arrays padded to `n_frames`, short gaps filled (crops copied inside the store)."""
+        self.flush()
         pad = n_frames - len(self.scores)
-        crops = np.stack(self.crops) if self.crops else np.zeros((0, self.size, self.size, 3), np.uint8)
-        boxes = np.stack(self.boxes) if self.boxes else np.zeros((0, 4), np.float32)
-        landmarks = np.stack(self.landmarks) if self.landmarks else np.zeros((0, 5, 2), np.float32)
-        scores = np.asarray(self.scores, np.float32)
-        if pad > 0:
-            crops = np.concatenate([crops, np.zeros((pad, self.size, self.size, 3), np.uint8)])
-            boxes = np.concatenate([boxes, np.full((pad, 4), np.nan, np.float32)])
-            landmarks = np.concatenate([landmarks, np.full((pad, 5, 2), np.nan, np.float32)])
-            scores = np.concatenate([scores, np.zeros(pad, np.float32)])
+        scores = np.concatenate([np.asarray(self.scores, np.float32), np.zeros(pad, np.float32)])
+        boxes = np.concatenate([np.asarray(self.boxes, np.float32).reshape(-1, 4), np.full((pad, 4), np.nan, np.float32)])
+        landmarks = np.concatenate([np.asarray(self.landmarks, np.float32).reshape(-1, 5, 2),
+                                    np.full((pad, 5, 2), np.nan, np.float32)])
         present = scores > 0
-        return FaceTrack(crops=crops, present=present, filled=np.zeros(len(present), bool),
-                         boxes=boxes.astype(np.float32), landmarks=landmarks.astype(np.float32), scores=scores)
+        filled = np.zeros(n_frames, bool)
+        gaps = fillable_gaps(present, fill_gap)
+        if gaps:
+            boxes, landmarks = interpolate_gaps(boxes, gaps), interpolate_gaps(landmarks, gaps)
+            for start, stop in gaps:
+                for t in range(start, stop):
+                    self.writer.write_crop(t, self.writer.read_crop(nearest_source(start, stop, t)))
+                present[start:stop] = filled[start:stop] = True
+        return TrackSummary(present, filled, boxes, landmarks, scores)
 
 
-def extract_faces(path: Path, sides: list[Side], detector: FaceDetector, *, expected_frames: int = 0,
-                  batch_size: int = 32, min_score: float = 0.9, crop_size: int = CROP_SIZE,
-                  on_frames: Callable[[int], None] | None = None) -> tuple[list[FaceTrack], VideoReport]:
-    """Faces of each subject of one video file (`sides`: [None] or ['left', 'right']).
+def extract_faces(path: Path, subjects: list[tuple[Side, Path]], detector: FaceDetector, provenance: Mapping[str, Any],
+                  settings: ExtractSettings = ExtractSettings(), *, expected_frames: int = 0,
+                  on_frames: Callable[[int], None] | None = None) -> tuple[list[TrackSummary], VideoReport]:
+    """Detect, follow and align the faces of one video file into one store per subject.
 
-    Returns one FaceTrack per entry of `sides`, each max(decoded, expected)
-    frames long, and the video's report. `on_frames(n)` is called after each
-    batch (for progress bars).
+    subjects: (side, store path) pairs, side None for single-subject videos or
+    'left' / 'right'. Each store gets max(decoded, expected) frames. Returns
+    the subjects' per-frame arrays and the video's report; `on_frames(n)` is
+    called after each batch (for progress bars).
     """
     report = VideoReport(frames_expected=expected_frames)
-    buffers = [_SubjectBuffer(side, min_score, crop_size) for side in sides]
     start = time.perf_counter()
-    for batch in decode_batches(path, batch_size, report):
-        for frame, dets in zip(batch, detector.detect(batch)):
-            for buffer in buffers:
-                buffer.add(frame, dets)
-        if on_frames is not None:
-            on_frames(len(batch))
+    writers = [FaceStoreWriter(store, settings.crop_size) for _, store in subjects]
+    try:
+        states = [_Subject(side, writer, settings) for (side, _), writer in zip(subjects, writers)]
+        t0 = 0
+        for batch in decode_batches(path, settings.batch_size, report, settings.decode_threads):
+            _process_batch(batch, t0, states, detector, settings, report)
+            for state in states:
+                state.flush()
+            t0 += len(batch)
+            if on_frames is not None:
+                on_frames(len(batch))
+        n_frames = max(report.frames_decoded, expected_frames)
+        summaries = [state.summary(n_frames, settings.fill_gap) for state in states]
+        for writer, summary in zip(writers, summaries):
+            writer.commit(summary.present, summary.filled, summary.boxes, summary.landmarks, summary.scores,
+                          provenance)
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
     report.seconds = time.perf_counter() - start
-    n_frames = max(report.frames_decoded, expected_frames)
-    return [buffer.track(n_frames) for buffer in buffers], report
+    return summaries, report
+
+
+def _process_batch(batch: list[np.ndarray], t0: int, states: list[_Subject], detector: FaceDetector,
+                   settings: ExtractSettings, report: VideoReport) -> None:
+    keys = [i for i in range(len(batch)) if (t0 + i) % settings.keyframe_interval == 0]
+    key_dets = dict(zip(keys, detector.detect([batch[i] for i in keys])))
+    report.keyframes += len(keys)
+    full_res = detector.works_at_full_resolution(batch[0].shape)
+    for i, frame in enumerate(batch):
+        dets = key_dets.get(i)
+        if dets is None:
+            if all(state.box is not None for state in states):
+                refined = detector.refine(frame, np.stack([state.box for state in states]))  # type: ignore[misc]
+                kept = all(refined.scores[j] >= settings.track_min_score
+                           and not _moved(state.box, refined.boxes[j], settings.max_motion)  # type: ignore[arg-type]
+                           for j, state in enumerate(states))
+                if kept:
+                    for j, state in enumerate(states):
+                        state.tracker.carry(refined.boxes[j])
+                        state.take(frame, refined.boxes[j], refined.landmarks[j], float(refined.scores[j]))
+                    report.refined += 1
+                    continue
+            dets = detector.detect([frame])[0]
+            report.redetected += 1
+        _assign(frame, dets, states, detector, full_res, settings)
+
+
+def _assign(frame: np.ndarray, dets: Detections, states: list[_Subject], detector: FaceDetector, full_res: bool,
+            settings: ExtractSettings) -> None:
+    """Give each subject its face from a full detection (or mark it absent)."""
+    for state in states:
+        k = state.tracker.update(dets)
+        if k < 0:
+            state.miss()
+            continue
+        box, landmarks, score = dets.boxes[k], dets.landmarks[k], float(dets.scores[k])
+        if not full_res:
+            # Detected on a shrunk copy: re-localise at full resolution for sharper landmarks.
+            sharp = detector.refine(frame, box[None])
+            if sharp.scores[0] >= settings.track_min_score:
+                box, landmarks = sharp.boxes[0], sharp.landmarks[0]
+        state.take(frame, box, landmarks, score)

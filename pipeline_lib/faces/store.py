@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline_lib.faces.align import CROP_SIZE
 
-__all__ = ["FORMAT_VERSION", "FaceTrack", "file_sha256", "is_complete", "read_faces", "read_provenance", "write_faces"]
+__all__ = ["FORMAT_VERSION", "FaceStoreWriter", "FaceTrack", "file_sha256", "is_complete", "read_faces", "read_provenance", "write_faces"]
 
 FORMAT_VERSION: Final[int] = 1
 _PROVENANCE: Final[str] = "provenance"  # attrs key holding the JSON provenance
@@ -74,23 +74,81 @@ def file_sha256(path: Path, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class FaceStoreWriter:
+    """Streams one subject's faces into `path`, frame batches at a time, then commits atomically.
+
+    Crops go straight to a temporary file as they are aligned, so memory holds
+    one batch, never the video; the small per-frame arrays (presence, boxes,
+    landmarks, scores) come at `commit`, which pads the crops with zero frames
+    up to the track length and renames the file into place. Leaving the `with`
+    block on an exception, or calling `abort`, removes the temporary file.
+    """
+
+    def __init__(self, path: Path, crop_size: int = CROP_SIZE) -> None:
+        self.path, self.crop_size = path, crop_size
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = path.with_name(f".{path.name}.partial")
+        self._h5: h5py.File | None = h5py.File(self._partial, "w")
+        # One chunk per frame: readers slice frames; lzf is fast and ships with h5py.
+        # Unwritten frames read as the fill value 0, which is what an absent face stores.
+        self._crops = self._h5.create_dataset("crops", shape=(0, crop_size, crop_size, 3),
+                                              maxshape=(None, crop_size, crop_size, 3), dtype=np.uint8,
+                                              chunks=(1, crop_size, crop_size, 3), compression="lzf", fillvalue=0)
+        self.n_written = 0
+
+    def __enter__(self) -> FaceStoreWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def append(self, crops: np.ndarray) -> None:
+        """Add the next frames' crops, (N, S, S, 3) uint8 (zeros where absent)."""
+        assert crops.dtype == np.uint8 and crops.shape[1:] == (self.crop_size, self.crop_size, 3), crops.shape
+        start = self.n_written
+        self._crops.resize(start + len(crops), axis=0)
+        self._crops[start:] = crops
+        self.n_written += len(crops)
+
+    def read_crop(self, t: int) -> np.ndarray:
+        return self._crops[t]
+
+    def write_crop(self, t: int, crop: np.ndarray) -> None:
+        self._crops[t] = crop
+
+    def commit(self, present: np.ndarray, filled: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray,
+               scores: np.ndarray, provenance: Mapping[str, Any]) -> None:
+        """Write the per-frame arrays (T frames, T >= frames appended) and move the file into place."""
+        assert self._h5 is not None, "writer already closed"
+        if len(present) < self.n_written:
+            raise ValueError(f"{len(present)} frames of metadata for {self.n_written} crops")
+        try:
+            self._crops.resize(len(present), axis=0)
+            for name, array in (("present", present), ("filled", filled), ("boxes", boxes),
+                                ("landmarks", landmarks), ("scores", scores)):
+                self._h5.create_dataset(name, data=array)
+            self._h5.attrs["format_version"] = FORMAT_VERSION
+            self._h5.attrs[_PROVENANCE] = json.dumps(dict(provenance), sort_keys=True)
+            self._h5.close()
+            self._h5 = None
+            os.replace(self._partial, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+        self._partial.unlink(missing_ok=True)
+
+
 def write_faces(path: Path, track: FaceTrack, provenance: Mapping[str, Any]) -> None:
-    """Write `track` to `path` atomically; `provenance` (JSON-able) goes into the attrs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    size = track.crops.shape[1]
-    try:
-        with h5py.File(partial, "w") as h5:
-            # One chunk per frame: readers slice frames; lzf is fast and ships with h5py.
-            h5.create_dataset("crops", data=track.crops, chunks=(1, size, size, 3) if track.n_frames else None,
-                              compression="lzf" if track.n_frames else None)
-            for name in ("present", "filled", "boxes", "landmarks", "scores"):
-                h5.create_dataset(name, data=getattr(track, name))
-            h5.attrs["format_version"] = FORMAT_VERSION
-            h5.attrs[_PROVENANCE] = json.dumps(dict(provenance), sort_keys=True)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    """Write a whole in-memory `track` to `path` atomically; `provenance` (JSON-able) goes into the attrs."""
+    with FaceStoreWriter(path, track.crops.shape[1]) as writer:
+        writer.append(track.crops)
+        writer.commit(track.present, track.filled, track.boxes, track.landmarks, track.scores, provenance)
 
 
 def read_provenance(path: Path) -> dict[str, Any]:

@@ -45,6 +45,11 @@ class SubjectTracker:
         self._last_seen = -10**9
         self._t = -1
 
+    def carry(self, box: np.ndarray) -> None:
+        """Advance one frame on which the subject was followed without a full detection (box re-localised)."""
+        self._t += 1
+        self._last_box, self._last_seen = np.asarray(box, dtype=np.float32), self._t
+
     def update(self, dets: Detections) -> int:
         self._t += 1
         keep = dets.scores >= self.min_score

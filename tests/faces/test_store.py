@@ -68,3 +68,28 @@ def test_shape_and_dtype_are_checked():
 def test_file_sha256(tmp_path: Path):
     (tmp_path / "f").write_bytes(b"abc")
     assert file_sha256(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_streaming_writer_appends_batches_and_pads_to_the_track_length(tmp_path: Path):
+    from pipeline_lib.faces.store import FaceStoreWriter
+
+    track = _track(6)
+    with FaceStoreWriter(tmp_path / "v.h5") as writer:
+        writer.append(track.crops[:2])
+        writer.append(track.crops[2:5])
+        assert not (tmp_path / "v.h5").exists()  # nothing visible before the commit
+        writer.commit(track.present, track.filled, track.boxes, track.landmarks, track.scores, {"a": 1})
+    back = read_faces(tmp_path / "v.h5")
+    np.testing.assert_array_equal(back.crops[:5], track.crops[:5])
+    assert (back.crops[5] == 0).all() and back.n_frames == 6  # never appended: stored as zeros
+
+
+def test_streaming_writer_refuses_short_metadata_and_cleans_up(tmp_path: Path):
+    from pipeline_lib.faces.store import FaceStoreWriter
+
+    track = _track(4)
+    with pytest.raises(ValueError, match="3 frames of metadata for 4 crops"):
+        with FaceStoreWriter(tmp_path / "v.h5") as writer:
+            writer.append(track.crops)
+            writer.commit(track.present[:3], track.filled[:3], track.boxes[:3], track.landmarks[:3], track.scores[:3], {})
+    assert list(tmp_path.iterdir()) == []
