@@ -63,12 +63,33 @@ class DataSettings(_Section):
         return self.source == "demo"
 
 
+class FacesSettings(_Section):
+    """The face stage: detection schedule, detector pyramid, subject following, workers (DESIGN.md sections 1, 5)."""
+
+    source: Literal["detect", "cropped_aligned"] = "detect"
+    device: Literal["cpu", "cuda"] = "cpu"
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    threads_per_worker: Annotated[int, Field(ge=1, le=64)] = 1
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    keyframe_interval: Annotated[int, Field(ge=1, le=300)] = 10
+    max_side: Annotated[int, Field(ge=32, le=8192)] | None = 640
+    min_face_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    min_score: Annotated[float, Field(ge=0, le=1)] = 0.9
+    track_min_score: Annotated[float, Field(ge=0, le=1)] = 0.8
+    max_motion: Annotated[float, Field(gt=0, le=2)] = 0.25
+    min_inside: Annotated[float, Field(ge=0, le=1)] = 0.6
+    fill_gap: Annotated[int, Field(ge=0, le=100)] = 0
+    strict: bool = False
+    samples: Annotated[int, Field(ge=0, le=256)] = 32
+
+
 class Params(_Section):
     """The whole params.yaml. Stage sections are added as their stages land."""
 
     seed: Annotated[int, Field(ge=0)] = 0
     window: Annotated[int, Field(ge=1, le=4096)] = 32
     data: DataSettings = DataSettings()
+    faces: FacesSettings = FacesSettings()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import __version__
-from stages import corpus
+from stages import corpus, faces
 
 app = typer.Typer(
     name="abaw",
@@ -34,6 +34,7 @@ def root(
 
 
 app.add_typer(corpus.app, name="corpus")
+app.add_typer(faces.app, name="faces")
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ the rest is recorded as missing, the error is reported, never raised.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +30,7 @@ from pipeline_lib.faces.gaps import fillable_gaps, interpolate_gaps, nearest_sou
 from pipeline_lib.faces.store import FaceStoreWriter
 from pipeline_lib.faces.track import SubjectTracker
 
-__all__ = ["ExtractSettings", "TrackSummary", "VideoReport", "decode_batches", "extract_faces"]
+__all__ = ["ExtractSettings", "TrackSummary", "VideoReport", "decode_batches", "extract_faces", "inside_share"]
 
 Side = Literal["left", "right"] | None
 
@@ -44,6 +44,7 @@ class ExtractSettings:
     min_score: float = 0.9  # detector confidence for a face to count
     track_min_score: float = 0.8  # refinement confidence to keep following a face
     max_motion: float = 0.25  # box centre shift or log-size change (in box sides) that forces a re-detect
+    min_inside: float = 0.6  # share of a face box that must lie inside the frame for the face to count
     fill_gap: int = 0  # fill absent runs up to this many frames from neighbours (0 = off)
     crop_size: int = CROP_SIZE
     decode_threads: int = 0  # 0 = let FFmpeg choose
@@ -62,9 +63,33 @@ class VideoReport:
     seconds: float = 0.0
     error: str | None = None
     frame_sizes: set[tuple[int, int]] = field(default_factory=set)
+    pixel_formats: set[str] = field(default_factory=set)
+    frame_intervals: tuple[float, float] | None = None  # (shortest, longest) seconds between frames
     keyframes: int = 0  # frames with a scheduled full detection
     refined: int = 0  # frames followed by box refinement only
     redetected: int = 0  # unscheduled full detections (lost, moved, or searching)
+
+    @property
+    def variable_frame_rate(self) -> bool:
+        # Timestamps rounded to the stream's time base jitter a little; a real VFR stream varies by far more.
+        return self.frame_intervals is not None and self.frame_intervals[1] > 1.5 * self.frame_intervals[0]
+
+    def problems(self) -> list[str]:
+        """Human-readable reasons this video needs a look (empty when it decoded cleanly)."""
+        found = [self.error] if self.error else []
+        if not self.error and self.frames_decoded == 0:
+            found.append("no frames decoded")
+        if self.frames_expected and self.frames_decoded < self.frames_expected:
+            found.append(f"{self.frames_expected - self.frames_decoded} of {self.frames_expected} frames missing")
+        if len(self.frame_sizes) > 1:
+            found.append(f"frame size changes: {', '.join(sorted(f'{w}x{h}' for h, w in self.frame_sizes))}")
+        if any(h % 2 or w % 2 for h, w in self.frame_sizes):
+            found.append("odd frame size")
+        if any(fmt.startswith("gray") for fmt in self.pixel_formats):
+            found.append("grayscale frames (converted to RGB)")
+        if self.variable_frame_rate:
+            found.append("variable frame rate (frames indexed in decode order)")
+        return found
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -74,6 +99,8 @@ class VideoReport:
             "seconds": round(self.seconds, 3),
             "error": self.error,
             "frame_sizes": sorted(f"{w}x{h}" for h, w in self.frame_sizes),
+            "pixel_formats": sorted(self.pixel_formats),
+            "variable_frame_rate": self.variable_frame_rate,
             "keyframes": self.keyframes,
             "refined": self.refined,
             "redetected": self.redetected,
@@ -109,10 +136,18 @@ def decode_batches(path: Path, batch_size: int, report: VideoReport, threads: in
                 stream.codec_context.thread_count = threads
             else:
                 stream.thread_type = "AUTO"
+            last_time: float | None = None
+            shortest, longest = np.inf, 0.0
             for frame in container.decode(stream):
                 rgb = frame.to_ndarray(format="rgb24")
                 report.frames_decoded += 1
                 report.frame_sizes.add(rgb.shape[:2])
+                report.pixel_formats.add(frame.format.name)
+                if frame.time is not None:
+                    if last_time is not None and frame.time > last_time:
+                        shortest, longest = min(shortest, frame.time - last_time), max(longest, frame.time - last_time)
+                        report.frame_intervals = (shortest, longest)
+                    last_time = frame.time
                 if batch and (len(batch) == batch_size or batch[0].shape != rgb.shape):
                     yield batch
                     batch = []
@@ -121,6 +156,21 @@ def decode_batches(path: Path, batch_size: int, report: VideoReport, threads: in
         report.error = f"{path.name}: decoding stopped after {report.frames_decoded} frames: {exc}"
     if batch:
         yield batch
+
+
+def inside_share(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Share of each box (N, 4) lying inside a height x width frame -> (N,)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
+    cut_w = np.clip(np.minimum(boxes[:, 2], width) - np.maximum(boxes[:, 0], 0), 0, None)
+    cut_h = np.clip(np.minimum(boxes[:, 3], height) - np.maximum(boxes[:, 1], 0), 0, None)
+    return cut_w * cut_h / area
+
+
+def _within_frame(dets: Detections, height: int, width: int, min_inside: float) -> Detections:
+    """Drop faces mostly outside the frame: their aligned crop would be mostly replicated border pixels."""
+    keep = inside_share(dets.boxes, height, width) >= min_inside
+    return dets if keep.all() else Detections(dets.boxes[keep], dets.scores[keep], dets.landmarks[keep])
 
 
 def _moved(before: np.ndarray, after: np.ndarray, limit: float) -> bool:
@@ -182,13 +232,14 @@ class _Subject:
         return TrackSummary(present, filled, boxes, landmarks, scores)
 
 
-def extract_faces(path: Path, subjects: list[tuple[Side, Path]], detector: FaceDetector, provenance: Mapping[str, Any],
-                  settings: ExtractSettings = ExtractSettings(), *, expected_frames: int = 0,
+def extract_faces(path: Path, subjects: Sequence[tuple[Side, Path]], detector: FaceDetector,
+                  provenance: Sequence[Mapping[str, Any]], settings: ExtractSettings = ExtractSettings(), *, expected_frames: int = 0,
                   on_frames: Callable[[int], None] | None = None) -> tuple[list[TrackSummary], VideoReport]:
     """Detect, follow and align the faces of one video file into one store per subject.
 
     subjects: (side, store path) pairs, side None for single-subject videos or
-    'left' / 'right'. Each store gets max(decoded, expected) frames. Returns
+    'left' / 'right'; provenance: one JSON-able mapping per subject, stored
+    in its file's attrs. Each store gets max(decoded, expected) frames. Returns
     the subjects' per-frame arrays and the video's report; `on_frames(n)` is
     called after each batch (for progress bars).
     """
@@ -207,14 +258,14 @@ def extract_faces(path: Path, subjects: list[tuple[Side, Path]], detector: FaceD
                 on_frames(len(batch))
         n_frames = max(report.frames_decoded, expected_frames)
         summaries = [state.summary(n_frames, settings.fill_gap) for state in states]
-        for writer, summary in zip(writers, summaries):
-            writer.commit(summary.present, summary.filled, summary.boxes, summary.landmarks, summary.scores,
-                          provenance)
+        report.seconds = time.perf_counter() - start
+        for writer, summary, attrs in zip(writers, summaries, provenance, strict=True):
+            writer.commit(summary.present, summary.filled, summary.boxes, summary.landmarks, summary.scores, attrs,
+                          report={**report.as_dict(), "problems": report.problems()})
     except BaseException:
         for writer in writers:
             writer.abort()
         raise
-    report.seconds = time.perf_counter() - start
     return summaries, report
 
 
@@ -229,7 +280,8 @@ def _process_batch(batch: list[np.ndarray], t0: int, states: list[_Subject], det
         if dets is None:
             if all(state.box is not None for state in states):
                 refined = detector.refine(frame, np.stack([state.box for state in states]))  # type: ignore[misc]
-                kept = all(refined.scores[j] >= settings.track_min_score
+                inside = inside_share(refined.boxes, *frame.shape[:2])
+                kept = all(refined.scores[j] >= settings.track_min_score and inside[j] >= settings.min_inside
                            and not _moved(state.box, refined.boxes[j], settings.max_motion)  # type: ignore[arg-type]
                            for j, state in enumerate(states))
                 if kept:
@@ -246,6 +298,7 @@ def _process_batch(batch: list[np.ndarray], t0: int, states: list[_Subject], det
 def _assign(frame: np.ndarray, dets: Detections, states: list[_Subject], detector: FaceDetector, full_res: bool,
             settings: ExtractSettings) -> None:
     """Give each subject its face from a full detection (or mark it absent)."""
+    dets = _within_frame(dets, frame.shape[0], frame.shape[1], settings.min_inside)
     for state in states:
         k = state.tracker.update(dets)
         if k < 0:

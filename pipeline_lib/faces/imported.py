@@ -114,15 +114,14 @@ def import_cropped_aligned(folder: Path, out_path: Path, n_frames: int, provenan
             writer.append(batch)
             if on_frames is not None:
                 on_frames(len(batch))
+        report.frames_found = int(present.sum())
+        report.frames_total = total
+        report.missing = total - report.frames_found
+        report.seconds = time.perf_counter() - start
         writer.commit(present,
                       np.zeros(total, dtype=bool),  # filled (T,)
                       np.full((total, 4), np.nan, dtype=np.float32),  # boxes (T, 4)
                       np.full((total, 5, 2), np.nan, dtype=np.float32),  # landmarks (T, 5, 2)
                       np.where(present, 1.0, 0.0).astype(np.float32),  # scores (T,)
-                      provenance)
-
-    report.frames_found = int(present.sum())
-    report.frames_total = total
-    report.missing = total - report.frames_found
-    report.seconds = time.perf_counter() - start
+                      provenance, report=report.as_dict())
     return report

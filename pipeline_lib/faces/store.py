@@ -21,10 +21,12 @@ import numpy as np
 
 from pipeline_lib.faces.align import CROP_SIZE
 
-__all__ = ["FORMAT_VERSION", "FaceStoreWriter", "FaceTrack", "file_sha256", "is_complete", "read_faces", "read_provenance", "write_faces"]
+__all__ = ["FORMAT_VERSION", "FaceStoreWriter", "FaceTrack", "file_sha256", "is_complete", "read_faces", "read_provenance", "read_report",
+           "read_track_info", "write_faces"]
 
 FORMAT_VERSION: Final[int] = 1
 _PROVENANCE: Final[str] = "provenance"  # attrs key holding the JSON provenance
+_REPORT: Final[str] = "report"  # attrs key holding the JSON report of the run that wrote the file
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,8 +120,12 @@ class FaceStoreWriter:
         self._crops[t] = crop
 
     def commit(self, present: np.ndarray, filled: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray,
-               scores: np.ndarray, provenance: Mapping[str, Any]) -> None:
-        """Write the per-frame arrays (T frames, T >= frames appended) and move the file into place."""
+               scores: np.ndarray, provenance: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> None:
+        """Write the per-frame arrays (T frames, T >= frames appended) and move the file into place.
+
+        `report` (JSON-able) is kept beside the provenance so a resumed run can
+        still report on videos it skips.
+        """
         assert self._h5 is not None, "writer already closed"
         if len(present) < self.n_written:
             raise ValueError(f"{len(present)} frames of metadata for {self.n_written} crops")
@@ -130,6 +136,7 @@ class FaceStoreWriter:
                 self._h5.create_dataset(name, data=array)
             self._h5.attrs["format_version"] = FORMAT_VERSION
             self._h5.attrs[_PROVENANCE] = json.dumps(dict(provenance), sort_keys=True)
+            self._h5.attrs[_REPORT] = json.dumps(dict(report or {}), sort_keys=True)
             self._h5.close()
             self._h5 = None
             os.replace(self._partial, self.path)
@@ -166,6 +173,18 @@ def is_complete(path: Path, provenance: Mapping[str, Any]) -> bool:
                     and json.loads(h5.attrs[_PROVENANCE]) == json.loads(json.dumps(dict(provenance), sort_keys=True)))
     except (OSError, KeyError, ValueError):  # truncated or foreign file: redo it
         return False
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """The report stored by the run that wrote `path` ({} when it stored none)."""
+    with h5py.File(path, "r") as h5:
+        return json.loads(h5.attrs.get(_REPORT, "{}"))
+
+
+def read_track_info(path: Path) -> dict[str, np.ndarray]:
+    """The per-frame arrays (present, filled, boxes, landmarks, scores) without the crops: cheap, for metrics."""
+    with h5py.File(path, "r") as h5:
+        return {name: h5[name][...] for name in ("present", "filled", "boxes", "landmarks", "scores")}
 
 
 def read_faces(path: Path) -> FaceTrack:

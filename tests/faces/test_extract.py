@@ -27,7 +27,7 @@ def detector() -> FaceDetector:
 def _run(path: Path, out: Path, detector, expected: int = 10, seen: list[int] | None = None,
          **settings) -> tuple[FaceTrack, object]:
     store = out / f"{path.stem}.h5"
-    (summary,), report = extract_faces(path, [(None, store)], detector, {"run": 1}, ExtractSettings(**settings),
+    (summary,), report = extract_faces(path, [(None, store)], detector, [{"run": 1}], ExtractSettings(**settings),
                                        expected_frames=expected, on_frames=None if seen is None else seen.append)
     track = read_faces(store)
     np.testing.assert_array_equal(track.present, summary.present)
@@ -171,5 +171,21 @@ def test_an_exception_mid_video_leaves_no_store(tmp_path, clip):
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        extract_faces(clip[0], [(None, tmp_path / "v.h5")], _Broken(), {}, ExtractSettings(keyframe_interval=5))
+        extract_faces(clip[0], [(None, tmp_path / "v.h5")], _Broken(), [{}], ExtractSettings(keyframe_interval=5))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inside_share():
+    from pipeline_lib.faces.extract import inside_share
+
+    boxes = np.array([[10, 10, 50, 50], [-20, 0, 20, 40], [90, 90, 130, 130]], np.float32)
+    np.testing.assert_allclose(inside_share(boxes, height=100, width=100), [1.0, 0.5, 0.0625])
+
+
+def test_face_mostly_outside_the_frame_is_absent(tmp_path, clip):
+    fake = _ScriptedDetector()
+    fake.box = np.array([150, 30, 250, 130], np.float32)  # 42 of 100 px columns inside a 192 px wide frame
+    track, _ = _run(clip[0], tmp_path, fake, keyframe_interval=1)
+    assert not track.present.any()
+    track, _ = _run(clip[0], tmp_path / "lax", fake, keyframe_interval=1, min_inside=0.3)
+    assert track.present.all()
