@@ -35,6 +35,7 @@ def tiny_params_dict() -> dict[str, Any]:
     """params.yaml of the project with the demo corpus shrunk (a fresh copy per test)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["data"]["demo"].update(TINY_DEMO)
+    raw["faces"]["workers"] = 1  # a spawned pool costs seconds of start-up; one test covers it
     return raw
 
 

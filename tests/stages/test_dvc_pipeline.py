@@ -37,6 +37,9 @@ def test_dvc_repro_builds_corpus_then_skips(project: Path):
     _run(["dvc", "repro"], project)
     assert (project / "data" / "raw" / "manifest.csv").is_file()
     assert (project / "metrics" / "corpus.json").is_file()
+    assert (project / "metrics" / "faces.json").is_file() and (project / "plots" / "faces_samples.png").is_file()
+    subjects = (project / "data" / "raw" / "manifest.csv").read_text().count("\n") - 1
+    assert len(list((project / "data" / "faces").glob("*.h5"))) == subjects
     assert (project / "dvc.lock").is_file()
     again = _run(["dvc", "repro"], project)
     assert "didn't change, skipping" in again
@@ -44,8 +47,14 @@ def test_dvc_repro_builds_corpus_then_skips(project: Path):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["window"] = 64
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params["faces"]["workers"] = 3  # speed only: no re-run
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run(["dvc", "status"], project)
-    assert "corpus" not in status
+    assert "corpus" not in status and "faces" not in status
+    params["faces"]["keyframe_interval"] = 5
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run(["dvc", "status"], project)
+    assert "corpus" not in status and "faces:" in status
     params["data"]["demo"]["fps"] = 10.0
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run(["dvc", "status"], project)
