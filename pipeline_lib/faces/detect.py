@@ -76,8 +76,15 @@ class FaceDetector:
         if min_face not in self._models:
             from facenet_pytorch import MTCNN  # heavy import, only when detecting
 
-            self._models[min_face] = MTCNN(keep_all=True, device=self.device, min_face_size=min_face,
-                                           thresholds=list(self.thresholds))
+            model = MTCNN(keep_all=True, device=self.device, min_face_size=min_face, thresholds=list(self.thresholds))
+            if self.device == "cpu":
+                import torch
+
+                # Same weights and results (landmarks within 1e-4 px), but CPU max-pooling in channels-last
+                # layout is ~10x faster: full detection ~1.5x and O-Net refinement ~2x faster on 1 thread.
+                for net in (model.pnet, model.rnet, model.onet):
+                    net.to(memory_format=torch.channels_last)
+            self._models[min_face] = model
         return self._models[min_face]
 
     @property

@@ -25,7 +25,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipeline_lib.faces.align import CROP_SIZE, template_for, template_transform
+from pipeline_lib.faces.align import CROP_SIZE, apply_matrices, template_for, template_matrices
 
 __all__ = ["compare_to_truth", "crop_scale_distance", "crop_scale_max_distance", "eye_roll_degrees",
            "landmark_jitter", "pick_samples", "save_sample_grid"]
@@ -57,12 +57,11 @@ def _crop_scale_point_distances(landmarks: np.ndarray, reference: np.ndarray, si
     reference = _check_landmarks("reference", reference)  # (T, 5, 2)
     if landmarks.shape != reference.shape:
         raise ValueError(f"landmarks {landmarks.shape} and reference {reference.shape} differ in length")
-    out = np.full(landmarks.shape[:2], np.nan)  # (T, 5)
-    for t in np.flatnonzero(_finite_frames(landmarks, reference)):
-        # The crop is defined by the reference (with reference = truth, the
-        # crop we *should* have made), so both sets are measured in its pixels.
-        transform = template_transform(reference[t], size)
-        out[t] = np.linalg.norm(transform(landmarks[t]) - transform(reference[t]), axis=1)
+    # The crop is defined by the reference (with reference = truth, the crop
+    # we *should* have made), so both sets are measured in its pixels.
+    matrices = template_matrices(reference, size)  # (T, 3, 3)
+    out = np.linalg.norm(apply_matrices(matrices, landmarks) - apply_matrices(matrices, reference), axis=2)  # (T, 5)
+    out[~_finite_frames(landmarks, reference)] = np.nan
     return out
 
 
@@ -104,7 +103,8 @@ def landmark_jitter(landmarks: np.ndarray, present: np.ndarray, size: int = CROP
     if middle.size == 0:
         return math.nan
     second = landmarks[middle + 1] - 2.0 * landmarks[middle] + landmarks[middle - 1]  # (M, 5, 2) frame px
-    scales = np.array([template_transform(landmarks[t], size).scale for t in middle])  # (M,) crop px / frame px
+    matrices = template_matrices(landmarks[middle], size)  # (M, 3, 3)
+    scales = np.hypot(matrices[:, 0, 0], matrices[:, 1, 0])  # (M,) crop px / frame px
     per_frame = np.linalg.norm(second, axis=2).mean(axis=1) * scales  # (M,) crop px
     return float(per_frame.mean())
 
@@ -135,12 +135,11 @@ def eye_roll_degrees(landmarks: np.ndarray, reference: np.ndarray, size: int = C
     if landmarks.shape != reference.shape:
         raise ValueError(f"landmarks {landmarks.shape} and reference {reference.shape} differ in length")
     level = _eye_angle_deg(template_for(size))
-    out = np.full(len(landmarks), np.nan)  # (T,)
-    for t in np.flatnonzero(_finite_frames(landmarks, reference)):
-        eyes = np.zeros((5, 2))
-        eyes[[_LEFT_EYE, _RIGHT_EYE]] = template_transform(landmarks[t], size)(reference[t, [_LEFT_EYE, _RIGHT_EYE]])
-        angle = _eye_angle_deg(eyes) - level
-        out[t] = -((-angle + 180.0) % 360.0 - 180.0)  # wrap to (-180, 180]
+    eyes = apply_matrices(template_matrices(landmarks, size), reference[:, [_LEFT_EYE, _RIGHT_EYE]])  # (T, 2, 2)
+    delta = eyes[:, 1] - eyes[:, 0]  # (T, 2)
+    angle = np.degrees(np.arctan2(delta[:, 1], delta[:, 0])) - level
+    out = -((-angle + 180.0) % 360.0 - 180.0)  # wrap to (-180, 180]
+    out[~_finite_frames(landmarks, reference)] = np.nan
     return out
 
 

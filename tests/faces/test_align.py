@@ -60,3 +60,32 @@ def test_degenerate_landmarks_fail_clearly():
         align_points(np.zeros((1, 2)), np.zeros((5, 2)))
     with pytest.raises(ValueError, match="finite"):
         align_to_template(np.zeros((10, 10, 3), np.uint8), np.full((5, 2), np.nan))
+
+
+def test_vectorised_template_fit_matches_the_per_frame_one():
+    from pipeline_lib.faces.align import apply_matrices, template_matrices, template_transform
+
+    rng = np.random.default_rng(3)
+    landmarks = template_for(112)[None] * rng.uniform(0.5, 3, (20, 1, 1)) + rng.normal(0, 4, (20, 5, 2)) \
+        + rng.uniform(0, 300, (20, 1, 2))
+    landmarks[3] = np.nan
+    matrices = template_matrices(landmarks)
+    assert np.isnan(matrices[3]).any()
+    for t in (0, 7, 19):
+        np.testing.assert_allclose(matrices[t], template_transform(landmarks[t]).params, atol=1e-9)
+    np.testing.assert_allclose(apply_matrices(matrices[[0]], landmarks[[0]])[0], template_transform(landmarks[0])(landmarks[0]),
+                               atol=1e-9)
+
+
+def test_fast_interior_path_matches_the_edge_replicating_warp():
+    from skimage.transform import warp
+
+    from pipeline_lib.faces.align import template_transform
+
+    rng = np.random.default_rng(0)
+    frame = (rng.uniform(0, 255, (120, 160, 3))).astype(np.uint8)
+    landmarks = template_for(112) * 0.6 + [40, 20]  # well inside: the fast path runs
+    fast = align_to_template(frame, landmarks)
+    slow = warp(frame, template_transform(landmarks).inverse, output_shape=(112, 112), order=1, mode="edge",
+                preserve_range=True)
+    assert np.abs(fast.astype(int) - np.rint(slow)).max() <= 1  # PIL's fixed-point rounding
