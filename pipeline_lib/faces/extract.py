@@ -221,23 +221,23 @@ class _FrameArrays:
 
     def append(self, box: np.ndarray | None, landmarks: np.ndarray | None, score: float) -> None:
         if self.n == len(self.scores):
-            grow = len(self.scores)
-            self.boxes = np.concatenate([self.boxes, np.full((grow, 4), np.nan, np.float32)])
-            self.landmarks = np.concatenate([self.landmarks, np.full((grow, 5, 2), np.nan, np.float32)])
-            self.scores = np.concatenate([self.scores, np.zeros(grow, np.float32)])
+            self._grow(2 * len(self.scores))
         if box is not None and landmarks is not None:
             self.boxes[self.n] = box
             self.landmarks[self.n] = landmarks
         self.scores[self.n] = score
         self.n += 1
 
-    def padded(self, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(boxes, landmarks, scores) exactly `n_frames` long (NaN / 0 beyond what was appended)."""
-        if n_frames > len(self.scores):
-            extra = n_frames - len(self.scores)
+    def _grow(self, capacity: int) -> None:
+        extra = capacity - len(self.scores)
+        if extra > 0:
             self.boxes = np.concatenate([self.boxes, np.full((extra, 4), np.nan, np.float32)])
             self.landmarks = np.concatenate([self.landmarks, np.full((extra, 5, 2), np.nan, np.float32)])
             self.scores = np.concatenate([self.scores, np.zeros(extra, np.float32)])
+
+    def padded(self, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boxes, landmarks, scores) exactly `n_frames` long (NaN / 0 beyond what was appended)."""
+        self._grow(n_frames)
         return self.boxes[:n_frames].copy(), self.landmarks[:n_frames].copy(), self.scores[:n_frames].copy()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -187,22 +188,30 @@ def run_job(job: FaceJob, settings: FacesSettings, out_dir: Path,
     return result
 
 
-def _init_worker(threads: int) -> None:
+_PROGRESS: Any = None  # the worker's end of the progress queue, set by _init_worker
+
+
+def _init_worker(threads: int, progress: Any = None) -> None:
+    global _PROGRESS
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
+    _PROGRESS = progress
 
 
-def _run_in_worker(job: FaceJob, settings: FacesSettings, out_dir: Path, queue: Any) -> JobResult:
-    return run_job(job, settings, out_dir, on_frames=lambda n: queue.put((job.key, n)))
+def _run_in_worker(job: FaceJob, settings: FacesSettings, out_dir: Path) -> JobResult:
+    return run_job(job, settings, out_dir, on_frames=lambda n: _PROGRESS.put((job.key, n)))
 
 
 def run_jobs(jobs: list[FaceJob], settings: FacesSettings, out_dir: Path,
              on_start: Callable[[FaceJob], None] = lambda job: None,
              on_frames: Callable[[str, int], None] = lambda key, n: None,
              on_done: Callable[[JobResult], None] = lambda result: None) -> list[JobResult]:
-    """Run jobs on `settings.workers` processes (in this process when 1), reporting progress through the callbacks."""
+    """Run jobs on `settings.workers` processes (in this process when 1), reporting progress through the callbacks.
+
+    Results come back sorted by job key whatever the order of completion.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[JobResult] = []
     if settings.workers == 1 or len(jobs) <= 1:
@@ -213,22 +222,30 @@ def run_jobs(jobs: list[FaceJob], settings: FacesSettings, out_dir: Path,
             on_done(results[-1])
         return results
     context = get_context("spawn")  # torch, h5py and forked workers do not mix
-    with context.Manager() as manager, ProcessPoolExecutor(settings.workers, mp_context=context,
-                                                           initializer=_init_worker,
-                                                           initargs=(settings.threads_per_worker,)) as pool:
-        queue = manager.Queue()
-        pending: dict[Future[JobResult], FaceJob] = {}
-        for job in jobs:
-            pending[pool.submit(_run_in_worker, job, settings, out_dir, queue)] = job
-        started: set[str] = set()
+    # Longest videos first, so no worker is left alone with a long one at the end.
+    ordered = sorted(jobs, key=lambda job: -job.expected_frames)
+    by_key = {job.key: job for job in jobs}
+    progress = context.Queue()  # handed over at process start: no manager process in between
+    started: set[str] = set()
+
+    def drain() -> None:
+        while True:
+            try:
+                key, n = progress.get_nowait()
+            except queue.Empty:
+                return
+            if key not in started:
+                started.add(key)
+                on_start(by_key[key])
+            on_frames(key, n)
+
+    with ProcessPoolExecutor(settings.workers, mp_context=context, initializer=_init_worker,
+                             initargs=(settings.threads_per_worker, progress)) as pool:
+        pending: dict[Future[JobResult], FaceJob] = {
+            pool.submit(_run_in_worker, job, settings, out_dir): job for job in ordered}
         while pending:
             done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            while not queue.empty():
-                key, n = queue.get()
-                if key not in started:
-                    started.add(key)
-                    on_start(next(j for j in jobs if j.key == key))
-                on_frames(key, n)
+            drain()
             for future in done:
                 job = pending.pop(future)
                 if job.key not in started:

@@ -189,3 +189,17 @@ def test_face_mostly_outside_the_frame_is_absent(tmp_path, clip):
     assert not track.present.any()
     track, _ = _run(clip[0], tmp_path / "lax", fake, keyframe_interval=1, min_inside=0.3)
     assert track.present.all()
+
+
+def test_frame_arrays_grow_past_their_capacity_and_pad():
+    from pipeline_lib.faces.extract import _FrameArrays
+
+    arrays = _FrameArrays(capacity=0)  # starts at 64 slots
+    for t in range(150):
+        present = t % 3 != 0
+        arrays.append(np.full(4, t, np.float32) if present else None,
+                      np.full((5, 2), t, np.float32) if present else None, float(present))
+    boxes, landmarks, scores = arrays.padded(160)
+    assert boxes.shape == (160, 4) and landmarks.shape == (160, 5, 2) and scores.shape == (160,)
+    assert boxes[149, 0] == 149 and np.isnan(boxes[150:]).all() and np.isnan(landmarks[0]).all()
+    assert scores.tolist() == [float(t % 3 != 0) for t in range(150)] + [0.0] * 10
