@@ -203,3 +203,36 @@ def test_frame_arrays_grow_past_their_capacity_and_pad():
     assert boxes.shape == (160, 4) and landmarks.shape == (160, 5, 2) and scores.shape == (160,)
     assert boxes[149, 0] == 149 and np.isnan(boxes[150:]).all() and np.isnan(landmarks[0]).all()
     assert scores.tolist() == [float(t % 3 != 0) for t in range(150)] + [0.0] * 10
+
+
+def test_grey_odd_sized_variable_rate_video_is_decoded_and_its_quirks_reported(tmp_path):
+    import av
+    from fractions import Fraction
+
+    from pipeline_lib.faces.extract import VideoReport, decode_batches
+
+    path = tmp_path / "quirky.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 63, 47, "gray"
+        stream.time_base = Fraction(1, 10)
+        for pts in (0, 1, 2, 5, 6, 7):  # a 3-frame hole in the timestamps
+            frame = av.VideoFrame.from_ndarray(np.full((47, 63), 20 * pts, np.uint8), format="gray")
+            frame.pts, frame.time_base = pts, Fraction(1, 10)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    report = VideoReport(frames_expected=6)
+    frames = [f for batch in decode_batches(path, 4, report) for f in batch]
+    assert len(frames) == 6 and frames[0].shape == (47, 63, 3) and report.error is None
+    assert report.problems() == ["odd frame size", "grayscale frames (converted to RGB)",
+                                 "variable frame rate (frames indexed in decode order)"]
+
+
+def test_clean_report_has_no_problems_and_missing_frames_are_counted():
+    from pipeline_lib.faces.extract import VideoReport
+
+    clean = VideoReport(frames_decoded=10, frames_expected=10, frame_sizes={(192, 256)}, pixel_formats={"yuv420p"},
+                        frame_intervals=(0.1, 0.1))
+    assert clean.problems() == []
+    short = VideoReport(frames_decoded=7, frames_expected=10, frame_sizes={(192, 256), (96, 128)})
+    assert short.problems() == ["3 of 10 frames missing", "frame size changes: 128x96, 256x192"]
