@@ -83,6 +83,38 @@ class FacesSettings(_Section):
     samples: Annotated[int, Field(ge=0, le=256)] = 32
 
 
+class PretrainSettings(_Section):
+    """MAE self-supervised pretraining on every aligned face (DESIGN.md section 1, step 2)."""
+
+    model: str = "mae_tiny"  # a registered MAE size (pipeline_lib.models.mae)
+    mask_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.75
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 8
+    batch_size: Annotated[int, Field(ge=1, le=8192)] = 64
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.05
+    warmup_epochs: Annotated[float, Field(ge=0, le=1000)] = 1.0
+    frame_stride: Annotated[int, Field(ge=1, le=1000)] = 2
+    crop_scale_min: Annotated[float, Field(gt=0, le=1)] = 0.8
+    flip: bool = True
+    color_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: Literal["cpu", "cuda"] = "cpu"
+    num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    threads: Annotated[int, Field(ge=1, le=256)] = 2
+    samples: Annotated[int, Field(ge=0, le=64)] = 8  # faces in plots/mae_reconstructions.png
+
+
+class FeaturesSettings(_Section):
+    """Frame-feature extraction into the zarr feature store, and the linear probe that compares extractors."""
+
+    extractors: tuple[Literal["mae", "random"], ...] = ("mae", "random")
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 128
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: Annotated[int, Field(ge=1, le=256)] = 2
+    probe_stride: Annotated[int, Field(ge=1, le=1000)] = 1  # every n-th labelled frame in the linear probe
+
+
 class Params(_Section):
     """The whole params.yaml. Stage sections are added as their stages land."""
 
@@ -90,6 +122,8 @@ class Params(_Section):
     window: Annotated[int, Field(ge=1, le=4096)] = 32
     data: DataSettings = DataSettings()
     faces: FacesSettings = FacesSettings()
+    pretrain: PretrainSettings = PretrainSettings()
+    features: FeaturesSettings = FeaturesSettings()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

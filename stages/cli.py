@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import __version__
-from stages import corpus, faces
+from stages import corpus, faces, features, pretrain
 
 app = typer.Typer(
     name="abaw",
@@ -35,6 +35,8 @@ def root(
 
 app.add_typer(corpus.app, name="corpus")
 app.add_typer(faces.app, name="faces")
+app.add_typer(pretrain.app, name="pretrain")
+app.add_typer(features.app, name="features")
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ def tiny_params_dict() -> dict[str, Any]:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["data"]["demo"].update(TINY_DEMO)
     raw["faces"]["workers"] = 1  # a spawned pool costs seconds of start-up; one test covers it
+    raw["pretrain"].update(epochs=1, batch_size=16, frame_stride=4, samples=2)
     return raw
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_lib.config import ConfigError, DemoCorpusSettings, FacesSettings, Params, load_params, parse_params
+from pipeline_lib.config import ConfigError, DemoCorpusSettings, FacesSettings, FeaturesSettings, Params, PretrainSettings, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,13 +29,19 @@ def test_params_yaml_spells_out_every_faces_default():
     assert set(raw["faces"]) == set(FacesSettings.model_fields)
 
 
+def test_params_yaml_spells_out_every_pretrain_default():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(raw["pretrain"]) == set(PretrainSettings.model_fields)
+    assert set(raw["features"]) == set(FeaturesSettings.model_fields)
+
+
 def test_unknown_top_level_key_names_key_and_allowed():
     with pytest.raises(ConfigError) as err:
         parse_params({"windw": 64})
     msg = str(err.value)
     assert "unknown key 'windw'" in msg
     assert "did you mean 'window'?" in msg
-    assert "allowed: data, faces, seed, window" in msg
+    assert "allowed: data, faces, features, pretrain, seed, window" in msg
     assert "\n" not in msg
 
 

@@ -48,3 +48,7 @@ class AnnotationError(DataError):
 
 class LayoutError(DataError):
     """The dataset tree breaks the official layout: unsafe names, missing files."""
+
+
+class CheckpointError(DataError):
+    """A model checkpoint that is not one this pipeline wrote: foreign pickle, wrong contents, or truncated."""

@@ -30,6 +30,9 @@ def project(tmp_path: Path, tiny_params_dict) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params_dict, sort_keys=False))
     _run(["git", "init", "-q"], repo)
     _run(["dvc", "init", "-q"], repo)
+    # A real clone has history; dvclive (in `abaw pretrain`) reads the current commit.
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "init"], repo)
     return repo
 
 
@@ -47,6 +50,10 @@ def test_dvc_repro_builds_corpus_then_skips(project: Path):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["window"] = 64
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run(["dvc", "status"], project)
+    assert "corpus" not in status and "faces" not in status
+    assert "pretrain" not in status and "features" not in status  # window is a temporal param only
+    assert (project / "data" / "features.zarr").is_dir() and (project / "models" / "mae" / "mae.pt").is_file()
     params["faces"]["workers"] = 3  # speed only: no re-run
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run(["dvc", "status"], project)

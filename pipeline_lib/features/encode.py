@@ -1,0 +1,145 @@
+"""Frame features: every face frame encoded once by a frozen encoder, cached in the zarr feature store.
+
+Everything downstream trains on this cache, so a temporal-model ablation
+costs minutes, not hours. Extractors are a small registry (`mae`, `random`);
+a video is skipped when its array exists with the provenance this run would
+write (encoder checkpoint hash, the face store it came from, settings), and
+rebuilt, never mixed, when anything differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from pipeline_lib import __version__
+from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.models.mae import MAE, normalize
+from pipeline_lib.train.pretrain import load_mae
+
+__all__ = ["EXTRACTORS", "VideoFeatures", "build_extractor", "encode_store", "extract_features", "register_extractor"]
+
+Builder = Callable[[Path, int], torch.nn.Module]
+EXTRACTORS: dict[str, Builder] = {}
+
+
+def register_extractor(name: str) -> Callable[[Builder], Builder]:
+    """Add an encoder builder (checkpoint path, seed) -> module with `.encode(images) -> (B, D)`."""
+    def add(builder: Builder) -> Builder:
+        EXTRACTORS[name] = builder
+        return builder
+    return add
+
+
+@register_extractor("mae")
+def _pretrained(checkpoint: Path, seed: int) -> torch.nn.Module:
+    return load_mae(checkpoint)[0]
+
+
+@register_extractor("random")
+def _random_init(checkpoint: Path, seed: int) -> torch.nn.Module:
+    """The same architecture with untrained weights: the ablation that shows what pretraining buys."""
+    trained = load_mae(checkpoint)[0]
+    torch.manual_seed(seed)
+    return MAE(trained.config).eval()
+
+
+def build_extractor(name: str, checkpoint: Path, seed: int) -> torch.nn.Module:
+    if name not in EXTRACTORS:
+        raise ValueError(f"unknown extractor {name!r}; known: {', '.join(sorted(EXTRACTORS))}")
+    return EXTRACTORS[name](checkpoint, seed)
+
+
+@dataclass(frozen=True)
+class VideoFeatures:
+    """What happened to one video subject for one extractor."""
+
+    extractor: str
+    video: str
+    frames: int
+    encoded: int
+    skipped: bool
+    seconds: float
+
+
+def encode_store(model: torch.nn.Module, face_store: Path, batch_size: int, device: str = "cpu",
+                 precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """(features (T, D) float32, valid (T,) bool) of one face store; rows without a face are zero.
+
+    Crops are read in contiguous blocks (one HDF5 read per batch) and only the
+    frames with a face are encoded.
+    """
+    with h5py.File(face_store, "r") as h5:
+        present = h5["present"][...]  # (T,)
+        crops = h5["crops"]
+        features: np.ndarray | None = None
+        for start in range(0, len(present), batch_size):
+            rows = np.flatnonzero(present[start:start + batch_size])
+            if not len(rows):
+                continue
+            block = crops[start:start + batch_size][rows]  # (b, S, S, 3) uint8
+            images = normalize(block).to(device)  # (b, 3, S, S)
+            with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                                                        enabled=precision == "bf16"):
+                encoded = model.encode(images).float().cpu().numpy()  # (b, D)
+            if features is None:
+                features = np.zeros((len(present), encoded.shape[1]), np.float32)
+            features[start + rows] = encoded
+    if features is None:  # no face anywhere: width from a dummy forward
+        with torch.inference_mode():
+            width = model.encode(torch.zeros(1, 3, crops.shape[1], crops.shape[2], device=device)).shape[1]
+        features = np.zeros((len(present), width), np.float32)
+    return features, present.astype(bool)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _face_provenance_digest(face_store: Path) -> str:
+    with h5py.File(face_store, "r") as h5:
+        return hashlib.sha256(str(h5.attrs.get("provenance", "")).encode()).hexdigest()[:16]
+
+
+def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, extractors: Sequence[str],
+                     checkpoint: Path, *, batch_size: int = 128, device: str = "cpu", precision: str = "fp32",
+                     seed: int = 0, shard: tuple[int, int] = (0, 1),
+                     on_video: Callable[[VideoFeatures], None] = lambda v: None) -> list[VideoFeatures]:
+    """Encode the face stores of `names` (sorted; shard i/n keeps every n-th) with each extractor into `store`."""
+    index, count = shard
+    chosen = sorted(names)[index::count]
+    checkpoint_hash = file_digest(checkpoint)
+    done: list[VideoFeatures] = []
+    for extractor in extractors:
+        model = build_extractor(extractor, checkpoint, seed).to(device).eval()
+        for name in chosen:
+            face_store = face_dir / f"{name}.h5"
+            provenance: dict[str, Any] = {"extractor": extractor, "checkpoint": checkpoint_hash, "seed": seed,
+                                          "faces": _face_provenance_digest(face_store), "precision": precision,
+                                          "library": __version__}
+            provenance = json.loads(json.dumps(provenance))
+            start = time.perf_counter()
+            if store.is_current(extractor, name, provenance):
+                with h5py.File(face_store, "r") as h5:
+                    frames = len(h5["present"])
+                done.append(VideoFeatures(extractor, name, frames, 0, True, 0.0))
+            else:
+                features, valid = encode_store(model, face_store, batch_size, device, precision)
+                store.write(extractor, name, features, valid, provenance)
+                done.append(VideoFeatures(extractor, name, len(valid), int(valid.sum()), False,
+                                          time.perf_counter() - start))
+            on_video(done[-1])
+    return done

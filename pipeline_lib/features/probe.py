@@ -1,0 +1,59 @@
+"""Linear probe: how much expression a frozen feature carries, as macro F1 of a logistic regression.
+
+The standard check of self-supervised features (He et al. use it for MAE):
+freeze the encoder, fit a linear classifier on train frames, score the
+validation frames. It compares extractors (MAE vs random init) without any
+temporal model in the way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.preprocessing import StandardScaler
+
+from pipeline_lib.data.labels import CLASS_INVALID, COL_EXPR
+
+__all__ = ["expr_frames", "linear_probe_f1"]
+
+N_EXPR = 8
+
+
+def expr_frames(videos: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], stride: int = 1,
+                center: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (features (T, D), valid (T,), labels (T, 15)) per video into (X (N, D) float32, y (N,) int64).
+
+    Keeps every `stride`-th frame that has a face and an EXPR label. With
+    `center`, each video's mean feature over its face frames is subtracted
+    first: train and validation hold different people, and without removing
+    who it is a linear probe mostly learns identity (on the demo corpus it
+    lifts raw-pixel macro F1 from 0.14 to 0.25).
+    """
+    xs, ys = [], []
+    for features, valid, labels in videos:
+        n = min(len(features), len(labels))
+        expr = labels[:n, COL_EXPR]
+        keep = np.flatnonzero(valid[:n] & (expr != CLASS_INVALID))[::stride]
+        values = features[:n].astype(np.float32)
+        if center and valid[:n].any():
+            values = values - values[valid[:n]].mean(axis=0, keepdims=True)
+        xs.append(values[keep])
+        ys.append(expr[keep].astype(np.int64))
+    width = videos[0][0].shape[1] if videos else 0
+    return (np.concatenate(xs) if xs else np.zeros((0, width), np.float32),
+            np.concatenate(ys) if ys else np.zeros(0, np.int64))
+
+
+def linear_probe_f1(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+                    seed: int = 0, c: float = 1.0) -> float:
+    """Macro F1 over the 8 expressions of a balanced logistic regression fitted on standardised train features."""
+    if len(train_x) == 0 or len(val_x) == 0 or len(np.unique(train_y)) < 2:
+        raise ValueError(f"linear probe needs labelled frames of 2+ classes (train {len(train_x)}, val {len(val_x)})")
+    scaler = StandardScaler().fit(train_x)
+    classifier = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", random_state=seed)
+    classifier.fit(scaler.transform(train_x), train_y)
+    predicted = classifier.predict(scaler.transform(val_x))
+    return float(f1_score(val_y, predicted, labels=list(range(N_EXPR)), average="macro", zero_division=0))

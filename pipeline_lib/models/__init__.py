@@ -1,0 +1,1 @@
+"""Model definitions: the masked autoencoder for aligned faces and its registry of named sizes."""

@@ -1,0 +1,1 @@
+"""Training: the MAE pretraining loop (and, later, losses, sampling, pseudo-labels, curriculum)."""
