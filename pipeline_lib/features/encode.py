@@ -47,7 +47,11 @@ def _pretrained(checkpoint: Path, seed: int) -> torch.nn.Module:
 
 @register_extractor("random")
 def _random_init(checkpoint: Path, seed: int) -> torch.nn.Module:
-    """The same architecture with untrained weights: the ablation that shows what pretraining buys."""
+    """The same architecture with untrained weights: the ablation that shows what pretraining buys.
+
+    Seeded with the pipeline seed, which is also what pretraining starts from,
+    so on the default pipeline these are exactly the MAE's initial weights.
+    """
     trained = load_mae(checkpoint)[0]
     torch.manual_seed(seed)
     return MAE(trained.config).eval()
@@ -81,6 +85,7 @@ def encode_store(model: torch.nn.Module, face_store: Path, batch_size: int, devi
     with h5py.File(face_store, "r") as h5:
         present = h5["present"][...]  # (T,)
         crops = h5["crops"]
+        size = crops.shape[1]
         features: np.ndarray | None = None
         for start in range(0, len(present), batch_size):
             rows = np.flatnonzero(present[start:start + batch_size])
@@ -96,7 +101,7 @@ def encode_store(model: torch.nn.Module, face_store: Path, batch_size: int, devi
             features[start + rows] = encoded
     if features is None:  # no face anywhere: width from a dummy forward
         with torch.inference_mode():
-            width = model.encode(torch.zeros(1, 3, crops.shape[1], crops.shape[2], device=device)).shape[1]
+            width = model.encode(torch.zeros(1, 3, size, size, device=device)).shape[1]
         features = np.zeros((len(present), width), np.float32)
     return features, present.astype(bool)
 
