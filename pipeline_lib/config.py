@@ -115,6 +115,75 @@ class FeaturesSettings(_Section):
     probe_stride: Annotated[int, Field(ge=1, le=1000)] = 1  # every n-th labelled frame in the linear probe
 
 
+EncoderName = Literal["transformer", "lstm", "gru", "tcn", "framewise"]
+
+
+class TemporalCommon(_Section):
+    """Temporal model and training settings every task inherits (DESIGN.md section 1, step 4)."""
+
+    extractor: str = "mae"  # feature-store group the model trains on (features.extractors)
+    encoder: EncoderName = "transformer"
+    hidden: Annotated[int, Field(ge=1, le=8192)] = 128
+    layers: Annotated[int, Field(ge=1, le=64)] = 2
+    heads: Annotated[int, Field(ge=1, le=64)] = 4  # transformer only
+    positions: Literal["sincos", "learned", "none"] = "sincos"  # transformer only
+    bidirectional: bool = True  # lstm / gru
+    kernel: Annotated[int, Field(ge=1, le=63)] = 3  # tcn
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    convergence: Annotated[int, Field(ge=1, le=255)] = 1  # local k-frame aggregation before the encoder; 1 = off
+    stride: Annotated[int, Field(ge=1, le=4096)] | None = None  # training window stride; null = window // 2
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 30
+    batch_size: Annotated[int, Field(ge=1, le=8192)] = 16
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.05
+    mse_weight: Annotated[float, Field(ge=0, le=100)] = 0.0  # va: loss = 1 - CCC + mse_weight * MSE
+    baseline: bool = True  # also train the frame-wise baseline (same features and head, no temporal mixing)
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: Annotated[int, Field(ge=1, le=256)] = 2
+
+
+class TemporalTask(_Section):
+    """One task's overrides; null inherits (`window` from the top level, the rest from temporal.common)."""
+
+    window: Annotated[int, Field(ge=1, le=4096)] | None = None
+    extractor: str | None = None
+    encoder: EncoderName | None = None
+    hidden: Annotated[int, Field(ge=1, le=8192)] | None = None
+    layers: Annotated[int, Field(ge=1, le=64)] | None = None
+    convergence: Annotated[int, Field(ge=1, le=255)] | None = None
+    dropout: Annotated[float, Field(ge=0, lt=1)] | None = None
+    epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    lr: Annotated[float, Field(gt=0, le=1)] | None = None
+    mse_weight: Annotated[float, Field(ge=0, le=100)] | None = None
+
+
+class ResolvedTemporal(TemporalCommon):
+    """temporal.common with a task's overrides applied and its window resolved: what one task trains with."""
+
+    task: Literal["va", "expr", "au"]
+    window: Annotated[int, Field(ge=1, le=4096)]
+
+    @property
+    def train_stride(self) -> int:
+        return self.stride if self.stride is not None else max(1, self.window // 2)
+
+
+class TemporalSettings(_Section):
+    """temporal.common plus one section per task."""
+
+    common: TemporalCommon = TemporalCommon()
+    va: TemporalTask = TemporalTask()
+    expr: TemporalTask = TemporalTask()
+    au: TemporalTask = TemporalTask()
+
+    def resolve(self, task: str, window: int) -> ResolvedTemporal:
+        """The settings `task` trains with; `window` is the top-level default."""
+        own: TemporalTask = getattr(self, task)
+        overrides = {k: v for k, v in own.model_dump().items() if v is not None and k != "window"}
+        return ResolvedTemporal(**{**self.common.model_dump(), **overrides}, task=task,
+                                window=own.window if own.window is not None else window)
+
+
 class Params(_Section):
     """The whole params.yaml. Stage sections are added as their stages land."""
 
@@ -124,6 +193,7 @@ class Params(_Section):
     faces: FacesSettings = FacesSettings()
     pretrain: PretrainSettings = PretrainSettings()
     features: FeaturesSettings = FeaturesSettings()
+    temporal: TemporalSettings = TemporalSettings()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

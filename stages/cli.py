@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import __version__
-from stages import corpus, faces, features, pretrain
+from stages import corpus, faces, features, pretrain, temporal
 
 app = typer.Typer(
     name="abaw",
@@ -37,6 +37,7 @@ app.add_typer(corpus.app, name="corpus")
 app.add_typer(faces.app, name="faces")
 app.add_typer(pretrain.app, name="pretrain")
 app.add_typer(features.app, name="features")
+app.add_typer(temporal.app, name="temporal")
 
 
 def main() -> None:

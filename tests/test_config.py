@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_lib.config import ConfigError, DemoCorpusSettings, FacesSettings, FeaturesSettings, Params, PretrainSettings, load_params, parse_params
+from pipeline_lib.config import (ConfigError, DemoCorpusSettings, FacesSettings, FeaturesSettings, Params,
+                                 PretrainSettings, TemporalCommon, load_params, parse_params)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,13 +36,31 @@ def test_params_yaml_spells_out_every_pretrain_default():
     assert set(raw["features"]) == set(FeaturesSettings.model_fields)
 
 
+def test_params_yaml_spells_out_every_temporal_default():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(raw["temporal"]["common"]) == set(TemporalCommon.model_fields)
+    assert set(raw["temporal"]) == {"common", "va", "expr", "au"}
+
+
+def test_task_window_inherits_the_top_level_window_unless_set():
+    params = parse_params({"window": 48, "temporal": {"va": {"window": 16, "encoder": "gru"}, "au": {"lr": 0.01}}})
+    va = params.temporal.resolve("va", params.window)
+    expr = params.temporal.resolve("expr", params.window)
+    au = params.temporal.resolve("au", params.window)
+    assert (va.window, va.encoder, va.train_stride) == (16, "gru", 8)
+    assert (expr.window, expr.encoder, expr.lr, expr.train_stride) == (48, "transformer", 1e-3, 24)
+    assert (au.window, au.lr, au.task) == (48, 0.01, "au")
+    with pytest.raises(ConfigError, match=r"'temporal\.expr\.encoder' = 'rnn'"):
+        parse_params({"temporal": {"expr": {"encoder": "rnn"}}})
+
+
 def test_unknown_top_level_key_names_key_and_allowed():
     with pytest.raises(ConfigError) as err:
         parse_params({"windw": 64})
     msg = str(err.value)
     assert "unknown key 'windw'" in msg
     assert "did you mean 'window'?" in msg
-    assert "allowed: data, faces, features, pretrain, seed, window" in msg
+    assert "allowed: data, faces, features, pretrain, seed, temporal, window" in msg
     assert "\n" not in msg
 
 

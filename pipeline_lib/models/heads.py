@@ -1,0 +1,72 @@
+"""Per-frame task heads on a temporal encoder's hidden states (..., H) -> (..., outputs).
+
+Why separate from the encoders: every encoder of the registry (and the
+frame-wise baseline) shares one head per task, so an ablation changes the
+temporal mixing and nothing else. Heads return raw scores except VA, whose
+tanh keeps predictions in the label range [-1, 1]; the losses in
+`pipeline_lib.train.losses` expect exactly these outputs (logits for EXPR and
+AU, with softmax / sigmoid inside the loss for numerical stability).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import torch
+from torch import nn
+
+from pipeline_lib.data.labels import AU_NAMES, EXPR_NAMES, VA_NAMES, Task
+
+__all__ = ["AUHead", "ExprHead", "HEAD_OUTPUTS", "TaskHead", "VAHead", "build_head"]
+
+HEAD_OUTPUTS: Final[dict[str, int]] = {"va": len(VA_NAMES), "expr": len(EXPR_NAMES), "au": len(AU_NAMES)}
+
+
+class TaskHead(nn.Module):
+    """Dropout -> Linear(in_dim, outputs), applied to every frame."""
+
+    outputs: int
+
+    def __init__(self, in_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_dim, self.outputs)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (..., H) -> (..., outputs)."""
+        if hidden.shape[-1] != self.in_dim:
+            raise ValueError(f"expected hidden width {self.in_dim}, got {tuple(hidden.shape)}")
+        return self.linear(self.dropout(hidden))
+
+
+class VAHead(TaskHead):
+    """Valence and arousal in [-1, 1]: Linear -> tanh."""
+
+    outputs = HEAD_OUTPUTS["va"]
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(super().forward(hidden))  # (..., 2)
+
+
+class ExprHead(TaskHead):
+    """Logits of the 8 expressions (labels.EXPR_NAMES order)."""
+
+    outputs = HEAD_OUTPUTS["expr"]
+
+
+class AUHead(TaskHead):
+    """Logits of the 12 action units (labels.AU_NAMES order), one independent sigmoid each."""
+
+    outputs = HEAD_OUTPUTS["au"]
+
+
+_HEADS: Final[dict[str, type[TaskHead]]] = {"va": VAHead, "expr": ExprHead, "au": AUHead}
+
+
+def build_head(task: str | Task, in_dim: int, dropout: float = 0.0) -> TaskHead:
+    """The head of `task` ("va", "expr", "au", any case, or a labels.Task) on hidden width `in_dim`."""
+    key = (task.value if isinstance(task, Task) else str(task)).lower()
+    if key not in _HEADS:
+        raise ValueError(f"no head for task {task!r}; known: {', '.join(_HEADS)}")
+    return _HEADS[key](in_dim, dropout)

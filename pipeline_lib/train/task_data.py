@@ -1,0 +1,104 @@
+"""Per-task training data: cached features from the store paired with one task's labels, held in RAM.
+
+A temporal model of one task (va, expr, au) sees only that task's columns of
+the (T, 15) label layout and a mask of which entries are annotated (the
+official invalid markers -5 / -1 are the mask's False). Everything is loaded
+once per video (`load_videos`), so windows are numpy slices afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from pipeline_lib.data.errors import DataError
+from pipeline_lib.data.labels import CLASS_INVALID, COL_AU, COL_EXPR, SPLIT_FOLDERS, TASK_FOLDERS, VA_INVALID, Task
+from pipeline_lib.data.manifest import VideoEntry, load_labels
+from pipeline_lib.data.prepare import RawCorpus, load_raw
+from pipeline_lib.features.store import FeatureStore, FeatureStoreError
+from pipeline_lib.features.windows import VideoArrays
+
+__all__ = ["TASKS", "TASK_COLUMNS", "TaskData", "check_finite", "load_task_data", "task_labels"]
+
+TASKS: Final[tuple[str, ...]] = ("va", "expr", "au")
+TASK_COLUMNS: Final[dict[str, list[int]]] = {
+    "va": [0, 1], "expr": [COL_EXPR], "au": list(range(COL_AU.start, COL_AU.stop)),
+}
+
+
+def task_labels(labels: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 15) labels -> (task labels (T, L) float32, annotated (T, L) bool) for `task` in va/expr/au."""
+    values = labels[:, TASK_COLUMNS[task]].astype(np.float32)  # (T, L)
+    invalid = VA_INVALID if task == "va" else CLASS_INVALID
+    return values, np.isfinite(values) & (values != invalid)
+
+
+def check_finite(name: str, features: np.ndarray, valid: np.ndarray, source: Path) -> None:
+    """NaN or inf in a video's face-frame features is an upstream fault: name the video, never train on it."""
+    bad = ~np.isfinite(features[valid]).all(axis=1)
+    if bad.any():
+        frame = int(np.flatnonzero(valid)[np.flatnonzero(bad)[0]])
+        raise DataError(source, f"{name}: {int(bad.sum())} frame(s) with NaN/inf features (first at frame {frame}); "
+                                f"re-run `abaw features` for this video")
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One task's videos: labelled train and val splits, and every video of the corpus for prediction."""
+
+    task: str
+    extractor: str
+    train: list[VideoArrays]
+    val: list[VideoArrays]
+    every: list[VideoArrays]  # all entries (train, val, test, unlabeled), labels of this task where present
+    splits: dict[str, str]  # video -> split
+
+    @property
+    def width(self) -> int:
+        return self.every[0].features.shape[1] if self.every else 0
+
+
+def _video(store: FeatureStore, raw: RawCorpus, entry: VideoEntry, task: str, extractor: str) -> VideoArrays:
+    try:
+        features, valid = store.read(extractor, entry.name)  # (T, D) float16, (T,) bool
+    except FeatureStoreError as exc:
+        raise DataError(store.path, f"{exc}; run `abaw features` with extractor {extractor!r}") from None
+    check_finite(entry.name, features, valid, store.path / extractor / entry.name)
+    labels15, _, _ = load_labels(raw.raw_dir, entry)
+    n = len(features)
+    labels, annotated = task_labels(labels15, task)
+    if len(labels) != n:  # the store follows the decoded frames; labels follow the manifest's count
+        pad = max(0, n - len(labels))
+        labels = np.concatenate([labels[:n], np.zeros((pad, labels.shape[1]), np.float32)])
+        annotated = np.concatenate([annotated[:n], np.zeros((pad, labels.shape[1]), bool)])
+    return VideoArrays(entry.name, features, valid, labels, annotated)
+
+
+def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str,
+                   names: Iterable[str] | None = None) -> TaskData:
+    """Read every video's features once and pair them with `task`'s labels.
+
+    Raises DataError naming the task and its annotation folder when no training
+    frame is labelled for it (nothing to learn from), and naming the video when
+    its features hold NaN.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    raw = load_raw(raw_dir)
+    wanted = set(names) if names is not None else None
+    entries = [e for e in raw.entries if wanted is None or e.name in wanted]
+    key = Task(task.upper()).value
+    every = [_video(store, raw, e, task, extractor) for e in entries]  # unannotated entries: all-False masks
+    by_split = {s: [v for e, v in zip(entries, every, strict=True) if e.split == s and key in e.tasks]
+                for s in ("train", "val")}
+    labelled = sum(int((v.label_mask.any(axis=1) & v.valid).sum()) for v in by_split["train"])
+    if labelled == 0:
+        folder = Path(raw_dir) / "annotations" / TASK_FOLDERS[Task(key)] / SPLIT_FOLDERS["train"]
+        raise DataError(folder, f"task {task}: no labelled training frame with a face "
+                                f"({len(by_split['train'])} {key} training video(s)); nothing to train on")
+    return TaskData(task, extractor, by_split["train"], by_split["val"], every,
+                    {e.name: e.split for e in entries})

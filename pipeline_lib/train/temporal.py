@@ -1,0 +1,190 @@
+"""Train one task's temporal model on windows of cached features, selecting the epoch by the official metric.
+
+The loop is the published recipe's second step: frame features are frozen
+(read once from the store), a temporal encoder plus a task head trains on
+windows of `window` frames, every epoch predicts the validation videos with
+overlapping sliding windows and scores them with the challenge metric, and the
+best epoch's weights are kept. The same function trains the frame-wise
+baseline (encoder `framewise`: same features and head, no temporal mixing), so
+the value of temporal context is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from pipeline_lib.config import ResolvedTemporal
+from pipeline_lib.features.windows import VideoArrays, WindowDataset
+from pipeline_lib.metrics import TASK_METRICS, au_f1, expr_f1, va_score
+from pipeline_lib.models.heads import build_head
+from pipeline_lib.models.temporal import TemporalModel
+from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
+from pipeline_lib.train.pretrain import warmup_cosine
+from pipeline_lib.train.sliding import sliding_predict
+
+__all__ = ["TaskNetwork", "TrainedTemporal", "activate", "encoder_kwargs", "feature_stats", "predict_videos",
+           "score_task", "train_temporal"]
+
+
+class TaskNetwork(nn.Module):
+    """Feature standardisation + temporal model + task head: features (B, T, D) -> (raw outputs, hidden)."""
+
+    def __init__(self, task: str, temporal: TemporalModel, mean: torch.Tensor, std: torch.Tensor,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.task = task
+        self.temporal = temporal
+        self.head = build_head(task, temporal.hidden, dropout)
+        # Buffers, so a checkpoint carries the training statistics the model expects.
+        self.register_buffer("mean", mean.float())  # (D,)
+        self.register_buffer("std", std.float())  # (D,)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (features - self.mean) / self.std  # (B, T, D)
+        hidden = self.temporal(x, mask)  # (B, T, H)
+        return self.head(hidden), hidden  # (B, T, O), (B, T, H)
+
+
+def activate(task: str, outputs: torch.Tensor) -> torch.Tensor:
+    """Raw head outputs -> what is averaged and stored: VA values (tanh already), EXPR / AU probabilities."""
+    if task == "expr":
+        return outputs.softmax(-1)
+    if task == "au":
+        return outputs.sigmoid()
+    return outputs
+
+
+def encoder_kwargs(settings: ResolvedTemporal) -> dict[str, Any]:
+    """The registered encoder's own settings, picked from the flat temporal section."""
+    s = settings
+    return {
+        "transformer": {"layers": s.layers, "heads": s.heads, "dropout": s.dropout, "positions": s.positions,
+                        "max_len": max(512, s.window)},
+        "lstm": {"layers": s.layers, "dropout": s.dropout, "bidirectional": s.bidirectional},
+        "gru": {"layers": s.layers, "dropout": s.dropout, "bidirectional": s.bidirectional},
+        "tcn": {"layers": s.layers, "kernel": s.kernel, "dropout": s.dropout},
+        "framewise": {"dropout": s.dropout},
+    }[s.encoder]
+
+
+def feature_stats(videos: Sequence[VideoArrays]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (D,) over the face frames of the training videos (std floored, so constant dims stay finite)."""
+    rows = np.concatenate([v.features[v.valid].astype(np.float32) for v in videos])  # (N, D)
+    return torch.from_numpy(rows.mean(0)), torch.from_numpy(np.maximum(rows.std(0), 1e-3))
+
+
+def _loss_fn(task: str, train: Sequence[VideoArrays], mse_weight: float
+             ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(outputs (B, T, O), labels (B, T, L), label_mask (B, T, L)) -> loss, with weights from training labels."""
+    if task == "va":
+        return lambda out, y, m: va_loss(out, torch.where(m, y, -5.0), m, mse_weight)
+    labels = np.concatenate([np.where(v.label_mask, v.labels, -1) for v in train])  # (N, L)
+    if task == "expr":
+        weights = class_weights(labels[:, 0])
+        return lambda out, y, m: expr_loss(out, torch.where(m[..., 0], y[..., 0], -1).long(), m[..., 0], weights)
+    pos = positive_weights(labels)
+    return lambda out, y, m: au_loss(out, torch.where(m, y, -1.0), m, pos)
+
+
+def score_task(task: str, outputs: Sequence[np.ndarray], videos: Sequence[VideoArrays]) -> dict[str, float]:
+    """The official metric and its parts on every annotated frame of `videos` (predictions exist for all frames).
+
+    AU uses a 0.5 threshold here; tuned per-AU thresholds are the evaluate stage's business.
+    """
+    pred = np.concatenate(outputs)  # (N, O)
+    labels = np.concatenate([np.where(v.label_mask, v.labels, -5.0 if task == "va" else -1.0) for v in videos])
+    if task == "va":
+        return va_score(pred, labels)
+    if task == "expr":
+        return {"f1_macro": expr_f1(pred.argmax(1), labels[:, 0].astype(np.int64))}
+    scores = au_f1((pred >= 0.5).astype(np.int64), labels.astype(np.int64))
+    return {"f1_mean": scores.pop("mean"), **{f"f1_{k}": v for k, v in scores.items()}}
+
+
+def predict_videos(network: TaskNetwork, videos: Sequence[VideoArrays], window: int, device: str = "cpu",
+                   batch_size: int = 64) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per video (activated outputs (T, O), hidden (T, H)) from overlapping windows."""
+    network.eval()
+
+    def forward(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs, hidden = network(x, mask)
+        return activate(network.task, outputs), hidden
+
+    return [sliding_predict(forward, v.features, v.valid, window, batch_size=batch_size, device=device)
+            for v in videos]
+
+
+@dataclass
+class TrainedTemporal:
+    """The best epoch's network and the curves that chose it."""
+
+    network: TaskNetwork
+    metric: str
+    best_epoch: int
+    best: dict[str, float]
+    train_loss: list[float] = field(default_factory=list)
+    val_metric: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def train_temporal(train: Sequence[VideoArrays], val: Sequence[VideoArrays], settings: ResolvedTemporal, *,
+                   seed: int = 0, on_epoch: Callable[[int, float, float], None] | None = None) -> TrainedTemporal:
+    """Train `settings.encoder` for `settings.task`; on_epoch(epoch, train_loss, val_metric) after each epoch."""
+    task, metric = settings.task, TASK_METRICS[settings.task].name
+    if not val:
+        raise ValueError(f"task {task}: no validation video to select the epoch on")
+    torch.manual_seed(seed)
+    torch.set_num_threads(settings.threads)
+    data = WindowDataset(train, settings.window, settings.train_stride)
+    labelled = np.array([bool(train[k].label_mask[s:s + settings.window].any()) for k, s in
+                         zip(data.video_ids, data.starts, strict=True)])
+    indices = np.flatnonzero(labelled).tolist()  # windows without a labelled frame teach nothing
+    loader = DataLoader(torch.utils.data.Subset(data, indices), batch_size=settings.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    mean, std = feature_stats(train)
+    temporal = TemporalModel(train[0].features.shape[1], settings.encoder, settings.hidden, settings.convergence,
+                             encoder_kwargs=encoder_kwargs(settings))
+    network = TaskNetwork(task, temporal, mean, std, settings.dropout).to(settings.device)
+    loss_fn = _loss_fn(task, train, settings.mse_weight)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    total = settings.epochs * max(1, len(loader))
+    warmup = max(1, len(loader))  # one epoch of warm-up
+    result = TrainedTemporal(network, metric, -1, {})
+    best_state: dict[str, torch.Tensor] | None = None
+    begin, step = time.perf_counter(), 0
+    for epoch in range(settings.epochs):
+        network.train()
+        running, batches = 0.0, 0
+        for batch in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * warmup_cosine(step, warmup, total)
+            mask = batch["valid"].to(settings.device)  # (B, W)
+            outputs, _ = network(batch["features"].to(settings.device), mask)  # (B, W, O)
+            loss = loss_fn(outputs, batch["labels"].to(settings.device), batch["label_mask"].to(settings.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            optimizer.step()
+            running, batches, step = running + loss.item(), batches + 1, step + 1
+        predicted = [out for out, _ in predict_videos(network, val, settings.window, settings.device)]
+        scores = score_task(task, predicted, val)
+        result.train_loss.append(running / max(1, batches))
+        result.val_metric.append(scores[metric])
+        if result.best_epoch < 0 or scores[metric] > result.best[metric]:
+            result.best_epoch, result.best = epoch, scores
+            best_state = copy.deepcopy(network.state_dict())
+        if on_epoch is not None:
+            on_epoch(epoch, result.train_loss[-1], scores[metric])
+    assert best_state is not None
+    network.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - begin
+    return result

@@ -1,0 +1,141 @@
+"""One task's temporal stage end to end: train the temporal model and the frame-wise baseline, predict every
+video, write checkpoints, per-frame predictions and the metrics that compare the two.
+
+Outputs (DESIGN.md sections 3 and 4):
+- `<models>/<task>/{temporal,baseline}.pt`: weights-only checkpoints (tensors + plain metadata).
+- `<predictions>/<task>.h5`: per model group and video, `outputs` (T, O) float32 (VA values, EXPR / AU
+  probabilities) and, for the temporal model, `hidden` (T, H) float16: the pre-head features fusion reads.
+  attrs carry the task, extractor, window and the feature provenance they came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from pipeline_lib import __version__
+from pipeline_lib.config import ResolvedTemporal
+from pipeline_lib.data.errors import CheckpointError
+from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.models.temporal import TemporalModel
+from pipeline_lib.train.task_data import TaskData, load_task_data
+from pipeline_lib.train.temporal import TaskNetwork, TrainedTemporal, predict_videos, score_task, train_temporal
+
+__all__ = ["MODELS", "features_digest", "load_task_network", "read_predictions", "run_temporal_task",
+           "save_task_network"]
+
+MODELS = ("temporal", "baseline")
+
+
+def features_digest(store: FeatureStore, extractor: str, names: list[str]) -> str:
+    """A short hash of the provenance of every array a model trained on: a later stage checks it still matches."""
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        digest.update(json.dumps([name, store.provenance(extractor, name)], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def save_task_network(path: Path, network: TaskNetwork, dropout: float, meta: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    torch.save({"model": network.state_dict(), "spec": network.temporal.spec, "task": network.task,
+                "dropout": dropout, "meta": meta}, partial)
+    os.replace(partial, path)
+
+
+def load_task_network(path: Path) -> tuple[TaskNetwork, dict[str, Any]]:
+    """A trained task network (eval mode) and its metadata; foreign or corrupt files raise CheckpointError."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(path, "missing: run `abaw temporal` for this task first") from None
+    except Exception as exc:  # pickle refusing foreign objects, truncation, not a torch file at all
+        raise CheckpointError(path, f"not a checkpoint this pipeline wrote ({type(exc).__name__})") from None
+    try:
+        spec, state = checkpoint["spec"], checkpoint["model"]
+        temporal = TemporalModel(**spec)
+        network = TaskNetwork(checkpoint["task"], temporal, state["mean"], state["std"], checkpoint["dropout"])
+        network.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"not a temporal checkpoint ({type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:160]})") from None
+    return network.eval(), dict(checkpoint.get("meta", {}))
+
+
+def _write_predictions(path: Path, data: TaskData, predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+                       attrs: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with h5py.File(partial, "w") as h5:
+        h5.attrs["meta"] = json.dumps(attrs, sort_keys=True)
+        for model, rows in predicted.items():
+            group = h5.create_group(model)
+            for video, (outputs, hidden) in zip(data.every, rows, strict=True):
+                entry = group.create_group(video.name)
+                entry.create_dataset("outputs", data=outputs.astype(np.float32))
+                entry.create_dataset("valid", data=video.valid)
+                if model == "temporal":
+                    entry.create_dataset("hidden", data=hidden.astype(np.float16))
+                entry.attrs["split"] = data.splits[video.name]
+    os.replace(partial, path)
+
+
+def read_predictions(path: Path, model: str = "temporal") -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """{video: {"outputs", "valid", ["hidden"]}} of one model group, and the file's metadata."""
+    with h5py.File(path, "r") as h5:
+        meta = json.loads(h5.attrs["meta"])
+        videos = {name: {key: group[key][...] for key in group} for name, group in h5[model].items()}
+    return videos, meta
+
+
+def _summary(trained: TrainedTemporal) -> dict[str, Any]:
+    return {"best_epoch": trained.best_epoch + 1, **{k: round(v, 4) for k, v in trained.best.items()},
+            "seconds": round(trained.seconds, 1)}
+
+
+def run_temporal_task(raw_dir: Path, store_path: Path, settings: ResolvedTemporal, models_dir: Path,
+                      predictions_path: Path, *, seed: int = 0,
+                      on_epoch: Callable[[str, int, float, float], None] | None = None) -> dict[str, Any]:
+    """Train, predict, save; returns the stage metrics (temporal vs frame-wise baseline on validation)."""
+    store = FeatureStore(store_path, mode="r")
+    data = load_task_data(raw_dir, store, settings.task, settings.extractor)
+    runs = {"temporal": settings}
+    if settings.baseline:
+        runs["baseline"] = settings.model_copy(update={"encoder": "framewise", "convergence": 1})
+    provenance = features_digest(store, settings.extractor, [v.name for v in data.every])
+    meta = {"task": settings.task, "extractor": settings.extractor, "features": provenance, "window": settings.window,
+            "settings": settings.model_dump(), "seed": seed, "library": __version__}
+    metrics: dict[str, Any] = {"task": settings.task, "metric": None, "extractor": settings.extractor,
+                               "encoder": settings.encoder, "window": settings.window,
+                               "train_videos": len(data.train), "val_videos": len(data.val)}
+    predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for model, run in runs.items():
+        trained = train_temporal(data.train, data.val, run, seed=seed,
+                                 on_epoch=None if on_epoch is None else
+                                 lambda e, loss, val, model=model: on_epoch(model, e, loss, val))
+        metrics["metric"] = trained.metric
+        metrics[model] = _summary(trained)
+        metrics[model]["curve"] = [round(v, 4) for v in trained.val_metric]
+        save_task_network(models_dir / settings.task / f"{model}.pt", trained.network, run.dropout,
+                          {**meta, "encoder": run.encoder, "best_epoch": trained.best_epoch + 1,
+                           "val": trained.best})
+        predicted[model] = predict_videos(trained.network, data.every, run.window, run.device)
+        # The saved predictions must reproduce the selection score: a cheap guard on the averaging path.
+        val_rows = [predicted[model][i][0] for i, v in enumerate(data.every) if data.splits[v.name] == "val"
+                    and any(v is w for w in data.val)]
+        metrics[model]["val_from_predictions"] = round(score_task(settings.task, val_rows, data.val)[trained.metric],
+                                                       4)
+    _write_predictions(predictions_path, data, predicted, meta)
+    if settings.baseline:
+        metric = metrics["metric"]
+        metrics["temporal_minus_baseline"] = round(metrics["temporal"][metric] - metrics["baseline"][metric], 4)
+        metrics["temporal_beats_baseline"] = bool(metrics["temporal"][metric] > metrics["baseline"][metric])
+    return metrics

@@ -1,0 +1,64 @@
+"""`abaw temporal --task va|expr|au`: a temporal model per task on windows of cached features, with its
+frame-wise baseline, validated every epoch with the official metric."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages._common import ParamsOption, guarded, read_params
+
+app = typer.Typer(help="Temporal models on cached frame features (one task per run; DVC runs all three).")
+
+
+class TaskName(str, Enum):
+    va = "va"
+    expr = "expr"
+    au = "au"
+
+
+@app.callback(invoke_without_command=True)
+@guarded
+def main(
+    task: Annotated[TaskName, typer.Option(help="Which task to train.", case_sensitive=False)],
+    params: ParamsOption = Path("params.yaml"),
+    raw: Annotated[Path, typer.Option(help="data/raw from `abaw corpus`.", file_okay=False)] = Path("data/raw"),
+    features: Annotated[Path, typer.Option(help="Feature store from `abaw features`.", file_okay=False)] = Path(
+        "data/features.zarr"),
+    models: Annotated[Path, typer.Option(help="Checkpoints go to MODELS/<task>/.", file_okay=False)] = Path(
+        "models/temporal"),
+    predictions: Annotated[Path, typer.Option(help="Per-frame predictions go to PREDICTIONS/<task>.h5.",
+                                              file_okay=False)] = Path("data/predictions/temporal"),
+    report: Annotated[Path, typer.Option(help="Metrics go to REPORT/<task>.json, curves to REPORT/<task>/.",
+                                         file_okay=False)] = Path("metrics/temporal"),
+) -> None:
+    """Train TASK's temporal model and its frame-wise baseline; predict every video."""
+    from dvclive import Live
+
+    from pipeline_lib.train.temporal_run import run_temporal_task
+
+    params_ = read_params(params)
+    name = task.value
+    settings = params_.temporal.resolve(name, params_.window)
+    with Live(str(report / name), dvcyaml=False, save_dvc_exp=False) as live:
+        def on_epoch(model: str, epoch: int, loss: float, val: float) -> None:
+            live.log_metric(f"{model}/train_loss", loss, plot=True)
+            live.log_metric(f"{model}/val_{name}", val, plot=True)
+            if model == "temporal" or not settings.baseline:
+                typer.echo(f"{name} {model} epoch {epoch + 1}/{settings.epochs}: loss {loss:.4f}, val {val:.4f}")
+            if model == "baseline" or not settings.baseline:
+                live.next_step()
+
+        metrics = run_temporal_task(raw, features, settings, models, predictions / f"{name}.h5", seed=params_.seed,
+                                    on_epoch=on_epoch)
+    report.mkdir(parents=True, exist_ok=True)
+    (report / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    metric = metrics["metric"]
+    line = f"temporal {name} ({settings.encoder}, window {settings.window}): val {metric} {metrics['temporal'][metric]}"
+    if settings.baseline:
+        line += f" vs frame-wise {metrics['baseline'][metric]}"
+    typer.echo(line)

@@ -1,0 +1,67 @@
+"""A tiny Aff-Wild2-layout corpus with real videos, real annotation files and a real zarr feature store.
+
+Features carry the labels through heavy per-frame noise, so one frame is
+ambiguous and a window is not: what the temporal stage is for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline_lib.data.labels import AU_NAMES, EXPR_NAMES
+from pipeline_lib.data.prepare import import_affwild2
+from pipeline_lib.features.store import FeatureStore
+from tests.data.conftest import write_tiny_video
+
+FRAMES = 48
+WIDTH = 8
+VIDEOS = {"tr1": "train", "tr2": "train", "tr3": "train", "va1": "val", "te1": "test"}
+
+
+def _labels(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """EXPR class per 8-frame segment (0..3) and valence following it."""
+    expr = np.repeat(rng.integers(0, 4, FRAMES // 8), 8)  # (T,)
+    valence = np.array([-0.6, -0.2, 0.2, 0.6])[expr]
+    return expr, valence
+
+
+def build_corpus(root: Path, noise: float = 1.5, seed: int = 0) -> tuple[Path, Path]:
+    """(raw dir, feature store path) of a 5-video corpus with EXPR and VA labels (no AU labels at all)."""
+    rng = np.random.default_rng(seed)
+    source = root / "source"
+    store = FeatureStore(root / "features.zarr")
+    for name, split in VIDEOS.items():
+        write_tiny_video(source / "videos" / f"{name}.mp4", n_frames=FRAMES, fps=25, size=32)
+        expr, valence = _labels(rng)
+        features = np.eye(WIDTH, dtype=np.float32)[expr] * 1.0 + rng.normal(0, noise, (FRAMES, WIDTH))
+        valid = np.ones(FRAMES, bool)
+        valid[5:7] = False  # a face-less stretch
+        features[~valid] = 0
+        store.write("mae", name, features.astype(np.float16), valid, {"extractor": "mae", "seed": seed})
+        if split == "test":
+            (source / "test_set").mkdir(parents=True, exist_ok=True)
+            (source / "test_set" / "EXPR_test_set_release.txt").write_text(f"{name}\n")
+            continue
+        folder = {"train": "Train_Set", "val": "Validation_Set"}[split]
+        expr_dir = source / "annotations" / "EXPR_Recognition_Challenge" / folder
+        va_dir = source / "annotations" / "VA_Estimation_Challenge" / folder
+        expr_dir.mkdir(parents=True, exist_ok=True)
+        va_dir.mkdir(parents=True, exist_ok=True)
+        expr_lines = [str(int(e)) for e in expr]
+        expr_lines[0] = "-1"  # an unannotated frame
+        (expr_dir / f"{name}.txt").write_text(",".join(EXPR_NAMES) + "\n" + "\n".join(expr_lines) + "\n")
+        va_lines = [f"{v:.2f},{v / 2:.2f}" for v in valence]
+        va_lines[1] = "-5,-5"
+        (va_dir / f"{name}.txt").write_text("valence,arousal\n" + "\n".join(va_lines) + "\n")
+    (source / "annotations" / "AU_Detection_Challenge" / "Train_Set").mkdir(parents=True)
+    assert len(AU_NAMES) == 12
+    import_affwild2(root / "raw", source)
+    return root / "raw", root / "features.zarr"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, Path]:
+    return build_corpus(tmp_path_factory.mktemp("corpus"))
