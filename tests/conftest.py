@@ -65,3 +65,14 @@ def _tests_leave_the_project_alone():
     yield
     changed = {k for k, v in snapshot().items() if before.get(k) != v}
     assert not changed, f"tests wrote into the project tree: {sorted(changed)[:5]}"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: thread hand-offs cost more than the work (10x on a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

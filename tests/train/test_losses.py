@@ -9,13 +9,7 @@ import torch.nn.functional as F
 from pipeline_lib.train.losses import au_loss, ccc_loss, class_weights, expr_loss, positive_weights, va_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors here are tiny: thread hand-offs cost more than the work (10x on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -12,13 +12,7 @@ from pipeline_lib.models.temporal import (ENCODERS, TemporalConvergence, Tempora
                                           TransformerEncoder, build_encoder, list_encoders, register_encoder,
                                           sincos_pos_embed_1d)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors here are tiny: thread hand-offs cost more than the work (10x on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 D, H = 6, 8
