@@ -46,12 +46,11 @@ def main(
     settings = params_.temporal.resolve(name, params_.window)
     with Live(str(report / name), dvcyaml=False, save_dvc_exp=False) as live:
         def on_epoch(model: str, epoch: int, loss: float, val: float) -> None:
+            live.step = epoch  # the models train one after the other: each curve is indexed by its own epoch
             live.log_metric(f"{model}/train_loss", loss, plot=True)
             live.log_metric(f"{model}/val_{name}", val, plot=True)
-            if model == "temporal" or not settings.baseline:
+            if model == "temporal":
                 typer.echo(f"{name} {model} epoch {epoch + 1}/{settings.epochs}: loss {loss:.4f}, val {val:.4f}")
-            if model == "baseline" or not settings.baseline:
-                live.next_step()
 
         metrics = run_temporal_task(raw, features, settings, models, predictions / f"{name}.h5", seed=params_.seed,
                                     on_epoch=on_epoch)

@@ -24,20 +24,18 @@ import torch
 from pipeline_lib import __version__
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.models.mae import MAE, normalize
+from pipeline_lib.models.registry import Registry
 from pipeline_lib.train.pretrain import load_mae
 
 __all__ = ["EXTRACTORS", "VideoFeatures", "build_extractor", "encode_store", "extract_features", "register_extractor"]
 
 Builder = Callable[[Path, int], torch.nn.Module]
-EXTRACTORS: dict[str, Builder] = {}
+EXTRACTORS: Registry[Builder] = Registry("extractor")
 
 
 def register_extractor(name: str) -> Callable[[Builder], Builder]:
     """Add an encoder builder (checkpoint path, seed) -> module with `.encode(images) -> (B, D)`."""
-    def add(builder: Builder) -> Builder:
-        EXTRACTORS[name] = builder
-        return builder
-    return add
+    return EXTRACTORS.register(name)
 
 
 @register_extractor("mae")
@@ -58,9 +56,7 @@ def _random_init(checkpoint: Path, seed: int) -> torch.nn.Module:
 
 
 def build_extractor(name: str, checkpoint: Path, seed: int) -> torch.nn.Module:
-    if name not in EXTRACTORS:
-        raise ValueError(f"unknown extractor {name!r}; known: {', '.join(sorted(EXTRACTORS))}")
-    return EXTRACTORS[name](checkpoint, seed)
+    return EXTRACTORS.lookup(name)(checkpoint, seed)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ checkpoint stores a name plus overrides, so a model is rebuilt from plain data.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ import numpy as np
 import torch
 from timm.models.vision_transformer import Block
 from torch import nn
+
+from pipeline_lib.models.registry import Registry
 
 __all__ = ["IMAGE_MEAN", "IMAGE_STD", "MAE", "MAEConfig", "MAEOutput", "MODELS", "config_by_name", "list_configs",
            "masked_patch_loss", "normalize", "patchify", "random_masking", "register_config", "sincos_pos_embed_2d",
@@ -86,33 +87,27 @@ class MAEOutput(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------- registry
-MODELS: dict[str, Callable[..., MAEConfig]] = {}
+MODELS: Registry[Callable[..., MAEConfig]] = Registry("MAE config")
 
 
 def register_config(name: str) -> Callable[[Callable[..., MAEConfig]], Callable[..., MAEConfig]]:
     """Store a config factory (`**overrides -> MAEConfig`) under `name`."""
-    def add(factory: Callable[..., MAEConfig]) -> Callable[..., MAEConfig]:
-        if name in MODELS:
-            raise ValueError(f"MAE config {name!r} is already registered")
-        MODELS[name] = factory
-        return factory
-    return add
+    return MODELS.register(name)
 
 
 def list_configs(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style wildcard, sorted."""
-    return sorted(fnmatch.filter(MODELS, pattern))
+    return MODELS.names(pattern)
 
 
 def config_by_name(name: str, **overrides: Any) -> MAEConfig:
     """The registered config `name` with `overrides` applied (None values are dropped, as timm does)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown MAE config {name!r}; known: {', '.join(list_configs())}")
+    factory = MODELS.lookup(name)
     overrides = {key: value for key, value in overrides.items() if value is not None}
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(MAEConfig)})
     if unknown:
         raise ValueError(f"unknown MAE config field(s) {', '.join(unknown)} for {name!r}")
-    return MODELS[name](**overrides)
+    return factory(**overrides)
 
 
 @register_config("mae_tiny")

@@ -18,7 +18,6 @@ but nothing supervises them: losses mask them out.
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 from collections.abc import Callable
 from typing import Any, Final, Literal
@@ -27,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from pipeline_lib.models.registry import Registry
 
 __all__ = ["ENCODERS", "FramewiseEncoder", "GRUEncoder", "LSTMEncoder", "TCNEncoder", "TemporalConvergence",
            "TemporalEncoder", "TemporalModel", "TransformerEncoder", "build_encoder", "list_encoders",
@@ -64,29 +65,22 @@ class TemporalEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- registry
-ENCODERS: dict[str, type[TemporalEncoder]] = {}
+ENCODERS: Registry[type[TemporalEncoder]] = Registry("temporal encoder")
 
 
 def register_encoder(name: str) -> Callable[[type[TemporalEncoder]], type[TemporalEncoder]]:
     """Store an encoder class (`(in_dim, hidden=..., **settings) -> TemporalEncoder`) under `name`."""
-    def add(cls: type[TemporalEncoder]) -> type[TemporalEncoder]:
-        if name in ENCODERS:
-            raise ValueError(f"temporal encoder {name!r} is already registered")
-        ENCODERS[name] = cls
-        return cls
-    return add
+    return ENCODERS.register(name)
 
 
 def list_encoders(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style wildcard, sorted."""
-    return sorted(fnmatch.filter(ENCODERS, pattern))
+    return ENCODERS.names(pattern)
 
 
 def build_encoder(name: str, in_dim: int, **kwargs: Any) -> TemporalEncoder:
     """The encoder `name` on `in_dim` features; None kwargs are dropped (as timm does), unknown ones fail clearly."""
-    if name not in ENCODERS:
-        raise ValueError(f"unknown temporal encoder {name!r}; known: {', '.join(list_encoders())}")
-    cls = ENCODERS[name]
+    cls = ENCODERS.lookup(name)
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     try:
         inspect.signature(cls).bind(in_dim, **kwargs)

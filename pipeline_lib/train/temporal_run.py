@@ -129,8 +129,8 @@ def run_temporal_task(raw_dir: Path, store_path: Path, settings: ResolvedTempora
                            "val": trained.best})
         predicted[model] = predict_videos(trained.network, data.every, run.window, run.device)
         # The saved predictions must reproduce the selection score: a cheap guard on the averaging path.
-        val_rows = [predicted[model][i][0] for i, v in enumerate(data.every) if data.splits[v.name] == "val"
-                    and any(v is w for w in data.val)]
+        val_rows = [outputs for (outputs, _), v in zip(predicted[model], data.every, strict=True)
+                    if any(v is w for w in data.val)]
         metrics[model]["val_from_predictions"] = round(score_task(settings.task, val_rows, data.val)[trained.metric],
                                                        4)
     _write_predictions(predictions_path, data, predicted, meta)

@@ -32,6 +32,9 @@ def test_temporal_cli_writes_outputs(tmp_path: Path, tiny_params_dict):
     metrics = json.loads((tmp_path / "metrics" / "expr.json").read_text())
     assert metrics["window"] == 12 and len(metrics["temporal"]["curve"]) == 2 and "baseline" in metrics
     assert (tmp_path / "metrics" / "expr" / "metrics.json").is_file()  # dvclive curves beside it
+    for model in ("temporal", "baseline"):  # each model's curve is indexed by its own epochs
+        curve = (tmp_path / "metrics" / "expr" / "plots" / "metrics" / model / "train_loss.tsv").read_text()
+        assert [row.split("\t")[0] for row in curve.splitlines()] == ["step", "0", "1"]
     assert (tmp_path / "models" / "expr" / "temporal.pt").is_file()
     assert (tmp_path / "models" / "expr" / "baseline.pt").is_file()
     assert (tmp_path / "pred" / "expr.h5").is_file()
