@@ -184,6 +184,59 @@ class TemporalSettings(_Section):
                                 window=own.window if own.window is not None else window)
 
 
+FusionName = Literal["concat", "attention"]
+DependencyName = Literal["independent", "feedback", "feature_feedback"]
+
+
+class PseudoSettings(_Section):
+    """Semi-supervised EXPR pseudo-labels from the EXPR temporal model (the teacher); each part can be switched off."""
+
+    enabled: bool = True
+    teacher: Literal["temporal", "baseline", "best"] = "temporal"  # EXPR model of the temporal stage (best: on val)
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.7  # teacher confidence to keep a pseudo-label
+    per_class: bool = True  # scale the threshold per class by the teacher's mean confidence on it (rare classes)
+    weight: Annotated[float, Field(ge=0, le=100)] = 0.5  # loss weight of pseudo-labelled frames vs labelled ones
+    uniform_sampling: bool = True  # draw training windows so every EXPR class is seen equally often
+    debias: bool = True  # logit adjustment by the pseudo-labelled pool's class prior
+    compare: bool = True  # also train the same model without pseudo-labels and report both
+
+
+class LossWeights(_Section):
+    va: Annotated[float, Field(ge=0, le=100)] = 1.0
+    expr: Annotated[float, Field(ge=0, le=100)] = 1.0
+    au: Annotated[float, Field(ge=0, le=100)] = 1.0
+
+
+class FusionSettings(_Section):
+    """Multi-task fusion on frame features plus each task model's hidden features (DESIGN.md section 1, step 5)."""
+
+    extractors: Annotated[list[str], Field(min_length=1)] = ["mae"]  # frame-feature groups fed in
+    task_features: bool = True  # also feed the temporal models' pre-head features
+    fusion: FusionName = "concat"
+    dependency: DependencyName = "feature_feedback"
+    encoder: EncoderName = "transformer"  # the shared temporal encoder after fusion
+    hidden: Annotated[int, Field(ge=1, le=8192)] = 128
+    layers: Annotated[int, Field(ge=1, le=64)] = 1
+    heads: Annotated[int, Field(ge=1, le=64)] = 4
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 30
+    batch_size: Annotated[int, Field(ge=1, le=8192)] = 16
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.05
+    loss_weights: LossWeights = LossWeights()
+    pseudo: PseudoSettings = PseudoSettings()
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: Annotated[int, Field(ge=1, le=256)] = 2
+
+    @model_validator(mode="after")
+    def _check_widths(self) -> FusionSettings:
+        if self.fusion == "attention" and self.hidden % self.heads:
+            raise ValueError(f"fusion.hidden ({self.hidden}) must be divisible by fusion.heads ({self.heads})")
+        if len(set(self.extractors)) != len(self.extractors):
+            raise ValueError(f"fusion.extractors lists an extractor twice: {self.extractors}")
+        return self
+
+
 class Params(_Section):
     """The whole params.yaml. Stage sections are added as their stages land."""
 
@@ -194,6 +247,7 @@ class Params(_Section):
     pretrain: PretrainSettings = PretrainSettings()
     features: FeaturesSettings = FeaturesSettings()
     temporal: TemporalSettings = TemporalSettings()
+    fusion: FusionSettings = FusionSettings()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import __version__
-from stages import corpus, faces, features, pretrain, temporal
+from stages import corpus, faces, features, fusion, pretrain, temporal
 
 app = typer.Typer(
     name="abaw",
@@ -38,6 +38,7 @@ app.add_typer(faces.app, name="faces")
 app.add_typer(pretrain.app, name="pretrain")
 app.add_typer(features.app, name="features")
 app.add_typer(temporal.app, name="temporal")
+app.add_typer(fusion.app, name="fusion")
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ def tiny_params_dict() -> dict[str, Any]:
     raw["faces"]["workers"] = 1  # a spawned pool costs seconds of start-up; one test covers it
     raw["pretrain"].update(epochs=1, batch_size=16, frame_stride=4, samples=2)
     raw["temporal"]["common"].update(epochs=2, hidden=16, layers=1, heads=2)
+    raw["fusion"].update(epochs=1, hidden=16, heads=2)
     return raw
 
 

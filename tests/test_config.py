@@ -60,7 +60,7 @@ def test_unknown_top_level_key_names_key_and_allowed():
     msg = str(err.value)
     assert "unknown key 'windw'" in msg
     assert "did you mean 'window'?" in msg
-    assert "allowed: data, faces, features, pretrain, seed, temporal, window" in msg
+    assert "allowed: data, faces, features, fusion, pretrain, seed, temporal, window" in msg
     assert "\n" not in msg
 
 
@@ -113,3 +113,13 @@ def test_yaml_tags_are_not_executed(tmp_path):
     evil.write_text("seed: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(evil)
+
+
+def test_fusion_section_checks_its_widths_and_names():
+    with pytest.raises(ConfigError, match=r"fusion.hidden \(10\) must be divisible by fusion.heads \(4\)"):
+        parse_params({"fusion": {"fusion": "attention", "hidden": 10, "heads": 4}})
+    with pytest.raises(ConfigError, match="'fusion.dependency' = 'feedforward'"):
+        parse_params({"fusion": {"dependency": "feedforward"}})
+    with pytest.raises(ConfigError, match="unknown key 'fusion.pseudo.enable' \\(did you mean 'enabled'\\?\\)"):
+        parse_params({"fusion": {"pseudo": {"enable": False}}})
+    assert parse_params({"fusion": {"pseudo": {"enabled": False}}}).fusion.pseudo.enabled is False

@@ -30,8 +30,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from pipeline_lib.models.registry import Registry
 
 __all__ = ["ENCODERS", "FramewiseEncoder", "GRUEncoder", "LSTMEncoder", "TCNEncoder", "TemporalConvergence",
-           "TemporalEncoder", "TemporalModel", "TransformerEncoder", "build_encoder", "list_encoders",
-           "register_encoder", "sincos_pos_embed_1d"]
+           "TemporalEncoder", "TemporalModel", "TransformerEncoder", "build_encoder", "kwargs_for_encoder",
+           "list_encoders", "register_encoder", "sincos_pos_embed_1d"]
 
 _DEN_EPS: Final[float] = 1e-6  # below this share of window weight on real frames, convergence outputs 0
 
@@ -309,3 +309,20 @@ class TemporalModel(nn.Module):
         if self.convergence is not None:
             features = self.convergence(features, mask)  # (B, T, D)
         return self.encoder(features, mask)  # (B, T, H)
+
+
+def kwargs_for_encoder(encoder: str, *, layers: int, heads: int, dropout: float, window: int,
+                       positions: str = "sincos", bidirectional: bool = True, kernel: int = 3) -> dict[str, Any]:
+    """The keyword arguments encoder `encoder` takes, picked from flat settings (params sections are flat)."""
+    table: dict[str, dict[str, Any]] = {
+        "transformer": {"layers": layers, "heads": heads, "dropout": dropout, "positions": positions,
+                        "max_len": max(512, window)},
+        "lstm": {"layers": layers, "dropout": dropout, "bidirectional": bidirectional},
+        "gru": {"layers": layers, "dropout": dropout, "bidirectional": bidirectional},
+        "tcn": {"layers": layers, "kernel": kernel, "dropout": dropout},
+        "framewise": {"dropout": dropout},
+        "identity": {"dropout": dropout},
+    }
+    if encoder not in table:
+        raise ValueError(f"unknown encoder {encoder!r}; known: {', '.join(sorted(table))}")
+    return table[encoder]

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline_lib.config import PretrainSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
+from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
 from pipeline_lib.train.face_frames import FaceFrames, face_augmentation
 from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE, config_by_name
 
@@ -55,12 +56,8 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
 
 
 def _safe_load(path: Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle refusing foreign objects, truncation, not a torch file at all
-        raise CheckpointError(path, f"not a checkpoint this pipeline wrote ({type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0][:200]})") from None
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint or "config" not in checkpoint:
+    checkpoint = read_checkpoint(path, "missing: run `abaw pretrain` first")
+    if "model" not in checkpoint or "config" not in checkpoint:
         raise CheckpointError(path, "not an MAE checkpoint (expected keys 'model' and 'config')")
     return checkpoint
 
@@ -186,6 +183,4 @@ def _config_ref(settings: PretrainSettings) -> dict[str, Any]:
 
 
 def _save(path: Path, checkpoint: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(checkpoint, partial)
-    os.replace(partial, path)
+    write_checkpoint(path, checkpoint)

@@ -26,7 +26,7 @@ from pipeline_lib.config import ResolvedTemporal
 from pipeline_lib.features.windows import VideoArrays, WindowDataset
 from pipeline_lib.metrics import TASK_METRICS, au_f1, expr_f1, va_score
 from pipeline_lib.models.heads import build_head
-from pipeline_lib.models.temporal import TemporalModel
+from pipeline_lib.models.temporal import TemporalModel, kwargs_for_encoder
 from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
 from pipeline_lib.train.pretrain import warmup_cosine
 from pipeline_lib.train.sliding import sliding_predict
@@ -66,14 +66,8 @@ def activate(task: str, outputs: torch.Tensor) -> torch.Tensor:
 def encoder_kwargs(settings: ResolvedTemporal) -> dict[str, Any]:
     """The registered encoder's own settings, picked from the flat temporal section."""
     s = settings
-    return {
-        "transformer": {"layers": s.layers, "heads": s.heads, "dropout": s.dropout, "positions": s.positions,
-                        "max_len": max(512, s.window)},
-        "lstm": {"layers": s.layers, "dropout": s.dropout, "bidirectional": s.bidirectional},
-        "gru": {"layers": s.layers, "dropout": s.dropout, "bidirectional": s.bidirectional},
-        "tcn": {"layers": s.layers, "kernel": s.kernel, "dropout": s.dropout},
-        "framewise": {"dropout": s.dropout},
-    }[s.encoder]
+    return kwargs_for_encoder(s.encoder, layers=s.layers, heads=s.heads, dropout=s.dropout, window=s.window,
+                              positions=s.positions, bidirectional=s.bidirectional, kernel=s.kernel)
 
 
 def feature_stats(videos: Sequence[VideoArrays]) -> tuple[torch.Tensor, torch.Tensor]:

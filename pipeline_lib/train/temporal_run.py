@@ -19,13 +19,13 @@ from typing import Any
 
 import h5py
 import numpy as np
-import torch
 
 from pipeline_lib import __version__
 from pipeline_lib.config import ResolvedTemporal
 from pipeline_lib.data.errors import CheckpointError
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.models.temporal import TemporalModel
+from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
 from pipeline_lib.train.task_data import TaskData, load_task_data
 from pipeline_lib.train.temporal import TaskNetwork, TrainedTemporal, predict_videos, score_task, train_temporal
 
@@ -44,21 +44,13 @@ def features_digest(store: FeatureStore, extractor: str, names: list[str]) -> st
 
 
 def save_task_network(path: Path, network: TaskNetwork, dropout: float, meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save({"model": network.state_dict(), "spec": network.temporal.spec, "task": network.task,
-                "dropout": dropout, "meta": meta}, partial)
-    os.replace(partial, path)
+    write_checkpoint(path, {"model": network.state_dict(), "spec": network.temporal.spec, "task": network.task,
+                            "dropout": dropout, "meta": meta})
 
 
 def load_task_network(path: Path) -> tuple[TaskNetwork, dict[str, Any]]:
     """A trained task network (eval mode) and its metadata; foreign or corrupt files raise CheckpointError."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(path, "missing: run `abaw temporal` for this task first") from None
-    except Exception as exc:  # pickle refusing foreign objects, truncation, not a torch file at all
-        raise CheckpointError(path, f"not a checkpoint this pipeline wrote ({type(exc).__name__})") from None
+    checkpoint = read_checkpoint(path, "missing: run `abaw temporal` for this task first")
     try:
         spec, state = checkpoint["spec"], checkpoint["model"]
         temporal = TemporalModel(**spec)

@@ -48,6 +48,8 @@ def test_dvc_repro_builds_corpus_then_skips(project: Path):
     for task in ("va", "expr", "au"):
         assert json.loads((project / "metrics" / "temporal" / f"{task}.json").read_text())["window"] == 32
         assert (project / "models" / "temporal" / task / "temporal.pt").is_file()
+    fusion = json.loads((project / "metrics" / "fusion.json").read_text())
+    assert fusion["val"]["mtl"] > 0 and (project / "data" / "predictions" / "fusion" / "fusion.h5").is_file()
     again = _run(["dvc", "repro"], project)
     assert "didn't change, skipping" in again
     # a param the corpus stage does not read leaves it alone; `data` does not
@@ -57,12 +59,17 @@ def test_dvc_repro_builds_corpus_then_skips(project: Path):
     status = _run(["dvc", "status"], project)
     assert "corpus" not in status and "faces" not in status
     assert "pretrain" not in status and "features" not in status  # window is a temporal param only
-    assert all(f"temporal@{task}" in status for task in ("va", "expr", "au"))
+    assert all(f"temporal@{task}" in status for task in ("va", "expr", "au")) and "fusion" in status
     params["window"] = 32
     params["temporal"]["va"]["window"] = 16  # one task's own window: only that task
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run(["dvc", "status"], project)
     assert "temporal@va" in status and "temporal@expr" not in status and "temporal@au" not in status
+    params["temporal"]["va"]["window"] = None
+    params["fusion"]["pseudo"]["enabled"] = False  # a fusion param: fusion only
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run(["dvc", "status"], project)
+    assert "fusion" in status and "temporal@" not in status
     assert (project / "data" / "features.zarr").is_dir() and (project / "models" / "mae" / "mae.pt").is_file()
     params["faces"]["workers"] = 3  # speed only: no re-run
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -28,12 +28,19 @@ def _labels(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return expr, valence
 
 
-def build_corpus(root: Path, noise: float = 1.5, seed: int = 0) -> tuple[Path, Path]:
-    """(raw dir, feature store path) of a 5-video corpus with EXPR and VA labels (no AU labels at all)."""
+def build_corpus(root: Path, noise: float = 1.5, seed: int = 0, au: bool = False,
+                 unlabeled: bool = False) -> tuple[Path, Path]:
+    """(raw dir, feature store path) of a 5-video corpus with EXPR and VA labels.
+
+    With `au`, AU labels too (AU1 on in classes 2 and 3, every other AU off, a
+    few frames -1); by default there are none at all. With `unlabeled`, a sixth
+    video ("un1") that no annotation or test list names.
+    """
     rng = np.random.default_rng(seed)
     source = root / "source"
     store = FeatureStore(root / "features.zarr")
-    for name, split in VIDEOS.items():
+    videos = {**VIDEOS, **({"un1": "unlabeled"} if unlabeled else {})}
+    for name, split in videos.items():
         write_tiny_video(source / "videos" / f"{name}.mp4", n_frames=FRAMES, fps=25, size=32)
         expr, valence = _labels(rng)
         features = np.eye(WIDTH, dtype=np.float32)[expr] * 1.0 + rng.normal(0, noise, (FRAMES, WIDTH))
@@ -41,6 +48,8 @@ def build_corpus(root: Path, noise: float = 1.5, seed: int = 0) -> tuple[Path, P
         valid[5:7] = False  # a face-less stretch
         features[~valid] = 0
         store.write("mae", name, features.astype(np.float16), valid, {"extractor": "mae", "seed": seed})
+        if split == "unlabeled":
+            continue
         if split == "test":
             (source / "test_set").mkdir(parents=True, exist_ok=True)
             (source / "test_set" / "EXPR_test_set_release.txt").write_text(f"{name}\n")
@@ -56,7 +65,15 @@ def build_corpus(root: Path, noise: float = 1.5, seed: int = 0) -> tuple[Path, P
         va_lines = [f"{v:.2f},{v / 2:.2f}" for v in valence]
         va_lines[1] = "-5,-5"
         (va_dir / f"{name}.txt").write_text("valence,arousal\n" + "\n".join(va_lines) + "\n")
-    (source / "annotations" / "AU_Detection_Challenge" / "Train_Set").mkdir(parents=True)
+        if au:
+            au_dir = source / "annotations" / "AU_Detection_Challenge" / folder
+            au_dir.mkdir(parents=True, exist_ok=True)
+            rows = np.zeros((FRAMES, len(AU_NAMES)), np.int64)
+            rows[:, 0] = expr >= 2
+            au_lines = [",".join(map(str, r)) for r in rows]
+            au_lines[2] = ",".join(["-1"] * len(AU_NAMES))
+            (au_dir / f"{name}.txt").write_text(",".join(AU_NAMES) + "\n" + "\n".join(au_lines) + "\n")
+    (source / "annotations" / "AU_Detection_Challenge" / "Train_Set").mkdir(parents=True, exist_ok=True)
     assert len(AU_NAMES) == 12
     import_affwild2(root / "raw", source)
     return root / "raw", root / "features.zarr"

@@ -1,0 +1,183 @@
+"""Multi-task fusion over several per-frame sources, with task-dependency heads: (B, T, D) -> VA, EXPR, AU.
+
+The published recipes (DESIGN.md section 1, step 5) feed a joint model with
+the frame features plus the pre-head features of each individually trained
+task model, then let tasks inform each other. Two registries keep the parts
+interchangeable, timm-style:
+
+- FUSIONS: how the sources become one stream per task. `concat` joins them
+  and runs one shared temporal encoder (then a small projection per task);
+  `attention` lets one learned query per task attend over the sources of each
+  frame, then runs the shared temporal encoder on every task's stream.
+- DEPENDENCIES: how the heads read the streams. `independent` gives each task
+  its own head; `feedback` (the ABAW4 winner's dependency framework) feeds the
+  valence and AU *predictions* into the arousal and expression heads;
+  `feature_feedback` feeds them the valence and AU *streams* instead.
+
+Every source arrives concatenated in one (B, T, D) tensor; `widths` says how
+to split it, so the window dataset and sliding inference stay unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import torch
+from torch import nn
+
+from pipeline_lib.models.heads import HEAD_OUTPUTS
+from pipeline_lib.models.registry import Registry
+from pipeline_lib.models.temporal import TemporalModel
+
+__all__ = ["DEPENDENCIES", "FUSIONS", "FusionModel", "TASKS"]
+
+TASKS: Final[tuple[str, ...]] = ("va", "expr", "au")
+
+FusionBuilder = Callable[..., nn.Module]
+FUSIONS: Registry[FusionBuilder] = Registry("fusion")
+DEPENDENCIES: Registry[Callable[..., nn.Module]] = Registry("dependency")
+
+
+def _split(x: torch.Tensor, widths: Sequence[int]) -> list[torch.Tensor]:
+    if x.shape[-1] != sum(widths):
+        raise ValueError(f"expected {sum(widths)} input features ({list(widths)}), got {tuple(x.shape)}")
+    return list(torch.split(x, list(widths), dim=-1))
+
+
+@FUSIONS.register("concat")
+class ConcatFusion(nn.Module):
+    """Concatenate the sources, one shared temporal encoder, then a per-task projection."""
+
+    def __init__(self, widths: Sequence[int], hidden: int, encoder: str, encoder_kwargs: dict[str, Any],
+                 heads: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.temporal = TemporalModel(sum(widths), encoder, hidden, encoder_kwargs=encoder_kwargs)
+        self.project = nn.ModuleDict({t: nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout))
+                                      for t in TASKS})
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        shared = self.temporal(x, mask)  # (B, T, H)
+        return {t: shared + self.project[t](shared) for t in TASKS}  # task -> (B, T, H)
+
+
+@FUSIONS.register("attention")
+class AttentionFusion(nn.Module):
+    """Per frame, one learned query per task attends over the projected sources; then the shared encoder."""
+
+    def __init__(self, widths: Sequence[int], hidden: int, encoder: str, encoder_kwargs: dict[str, Any],
+                 heads: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.widths = list(widths)
+        self.inputs = nn.ModuleList(nn.Sequential(nn.LayerNorm(w), nn.Linear(w, hidden)) for w in widths)
+        self.source_embed = nn.Parameter(torch.zeros(len(widths), hidden))  # which source a token is
+        self.queries = nn.Parameter(torch.randn(len(TASKS), hidden) * 0.02)  # (K, H) one per task
+        self.attend = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(hidden)
+        self.temporal = TemporalModel(hidden, encoder, hidden, encoder_kwargs=encoder_kwargs)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        b, t, _ = x.shape
+        tokens = torch.stack([proj(part) for proj, part in zip(self.inputs, _split(x, self.widths), strict=True)],
+                             dim=2) + self.source_embed  # (B, T, S, H)
+        tokens = tokens.reshape(b * t, len(self.widths), -1)  # (B*T, S, H): attention within each frame
+        queries = self.queries.expand(b * t, -1, -1)  # (B*T, K, H)
+        fused, _ = self.attend(queries, tokens, tokens, need_weights=False)  # (B*T, K, H)
+        fused = self.norm(fused + queries).reshape(b, t, len(TASKS), -1).permute(0, 2, 1, 3)  # (B, K, T, H)
+        streams = self.temporal(fused.reshape(b * len(TASKS), t, -1),
+                                mask.repeat_interleave(len(TASKS), dim=0))  # (B*K, T, H)
+        streams = streams.reshape(b, len(TASKS), t, -1)
+        return {task: streams[:, k] for k, task in enumerate(TASKS)}  # task -> (B, T, H)
+
+
+def _linear(in_dim: int, out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, out))
+
+
+@DEPENDENCIES.register("independent")
+class IndependentHeads(nn.Module):
+    """Each task's head reads only its own stream."""
+
+    def __init__(self, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.heads = nn.ModuleDict({t: _linear(hidden, HEAD_OUTPUTS[t], dropout) for t in TASKS})
+
+    def forward(self, streams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {t: self.heads[t](streams[t]) for t in TASKS}
+        out["va"] = torch.tanh(out["va"])  # (B, T, 2)
+        return out
+
+
+class _DependentHeads(nn.Module):
+    """Valence and AU first, from their own streams; arousal and expression then also read `extra`."""
+
+    def __init__(self, hidden: int, extra: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.valence = _linear(hidden, 1, dropout)
+        self.au = _linear(hidden, HEAD_OUTPUTS["au"], dropout)
+        self.arousal = _linear(hidden + extra, 1, dropout)
+        self.expr = _linear(hidden + extra, HEAD_OUTPUTS["expr"], dropout)
+
+    def extra(self, streams: dict[str, torch.Tensor], valence: torch.Tensor, au: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, streams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        valence = torch.tanh(self.valence(streams["va"]))  # (B, T, 1)
+        au = self.au(streams["au"])  # (B, T, 12) logits
+        extra = self.extra(streams, valence, au)  # (B, T, E)
+        arousal = torch.tanh(self.arousal(torch.cat([streams["va"], extra], dim=-1)))  # (B, T, 1)
+        expr = self.expr(torch.cat([streams["expr"], extra], dim=-1))  # (B, T, 8)
+        return {"va": torch.cat([valence, arousal], dim=-1), "expr": expr, "au": au}
+
+
+@DEPENDENCIES.register("feedback")
+class FeedbackHeads(_DependentHeads):
+    """Arousal and expression receive the valence prediction and the AU probabilities."""
+
+    def __init__(self, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__(hidden, 1 + HEAD_OUTPUTS["au"], dropout)
+
+    def extra(self, streams: dict[str, torch.Tensor], valence: torch.Tensor, au: torch.Tensor) -> torch.Tensor:
+        return torch.cat([valence, au.sigmoid()], dim=-1)  # (B, T, 13)
+
+
+@DEPENDENCIES.register("feature_feedback")
+class FeatureFeedbackHeads(_DependentHeads):
+    """Arousal and expression receive the valence and AU streams (hidden features, not predictions)."""
+
+    def __init__(self, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__(hidden, 2 * hidden, dropout)
+
+    def extra(self, streams: dict[str, torch.Tensor], valence: torch.Tensor, au: torch.Tensor) -> torch.Tensor:
+        return torch.cat([streams["va"], streams["au"]], dim=-1)  # (B, T, 2H)
+
+
+class FusionModel(nn.Module):
+    """Standardise the concatenated sources, fuse them into task streams, predict every task.
+
+    forward(features (B, T, D), mask (B, T)) -> ({task: raw outputs (B, T, O)}, {task: stream (B, T, H)}):
+    VA in [-1, 1] (tanh), EXPR and AU logits. `spec` rebuilds the architecture from a checkpoint.
+    """
+
+    def __init__(self, widths: Sequence[int], fusion: str = "concat", dependency: str = "independent",
+                 hidden: int = 128, encoder: str = "transformer", encoder_kwargs: dict[str, Any] | None = None,
+                 heads: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.spec: dict[str, Any] = {"widths": list(widths), "fusion": fusion, "dependency": dependency,
+                                     "hidden": hidden, "encoder": encoder, "encoder_kwargs": dict(encoder_kwargs or {}),
+                                     "heads": heads, "dropout": dropout}
+        self.fuse = FUSIONS.lookup(fusion)(widths, hidden, encoder, dict(encoder_kwargs or {}), heads=heads,
+                                           dropout=dropout)
+        self.heads = DEPENDENCIES.lookup(dependency)(hidden, dropout=dropout)
+        self.register_buffer("mean", torch.zeros(sum(widths)))  # (D,) training statistics, saved with the weights
+        self.register_buffer("std", torch.ones(sum(widths)))
+
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        x = (features - self.mean) / self.std  # (B, T, D)
+        streams = self.fuse(x, mask)
+        return self.heads(streams), streams

@@ -1,0 +1,181 @@
+"""Inputs of the fusion stage: frame features of one or more extractors, each task model's hidden features,
+all three tasks' labels, and what the task models predicted (the EXPR teacher among them); checked against the models' provenance.
+
+Every video becomes one `VideoArrays` whose features are the sources
+concatenated in a fixed order (`FusionData.sources`, widths in `widths`) and
+whose labels are the house (T, 15) layout plus one column for EXPR
+pseudo-labels (`COL_PSEUDO`), filled later by the pseudo-label step. Masks
+follow the official invalid markers, so a frame labelled for only some tasks
+still teaches those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+
+import h5py
+import numpy as np
+
+from pipeline_lib.data.errors import DataError
+from pipeline_lib.data.labels import CLASS_INVALID, COL_AROUSAL, COL_EXPR, COL_VALENCE, VA_INVALID
+from pipeline_lib.data.manifest import load_labels
+from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.features.store import FeatureStore, FeatureStoreError
+from pipeline_lib.features.windows import VideoArrays
+from pipeline_lib.train.task_data import TASKS, check_finite
+from pipeline_lib.train.temporal_run import features_digest, read_predictions
+
+__all__ = ["COL_PSEUDO", "FusionData", "label_mask", "load_fusion_data", "pseudo_pool", "with_pseudo_labels"]
+
+COL_PSEUDO: Final[int] = 15  # EXPR pseudo-label column appended to the house layout
+N_COLUMNS: Final[int] = 16
+
+
+def label_mask(labels: np.ndarray) -> np.ndarray:
+    """(T, 16) bool: which entries carry a label (VA != -5, classes and AUs != -1)."""
+    mask = labels != CLASS_INVALID
+    mask[:, [COL_VALENCE, COL_AROUSAL]] = labels[:, [COL_VALENCE, COL_AROUSAL]] != VA_INVALID
+    return mask & np.isfinite(labels)
+
+
+def _fit(labels: np.ndarray, n: int) -> np.ndarray:
+    """Labels (T', 15) cut or padded (with invalid markers) to the store's n frames, plus the pseudo column."""
+    out = np.full((n, N_COLUMNS), float(CLASS_INVALID), np.float32)
+    out[:, [COL_VALENCE, COL_AROUSAL]] = VA_INVALID
+    m = min(n, len(labels))
+    out[:m, :15] = labels[:m]
+    return out
+
+
+@dataclass(frozen=True)
+class FusionData:
+    """Every video as fused inputs with all-task labels, its split, and what the task models predicted."""
+
+    every: list[VideoArrays]
+    splits: dict[str, str]
+    tasks: dict[str, tuple[str, ...]]  # video -> annotated tasks ("VA", "EXPR", "AU", ...)
+    sources: list[str]  # "mae", "random", ..., then "va", "expr", "au" (hidden features)
+    widths: list[int]
+    individual: dict[str, dict[str, dict[str, np.ndarray]]]  # model -> video -> task -> outputs (T, O)
+    task_meta: dict[str, dict[str, object]]  # task -> metadata of its temporal predictions
+
+    def teacher(self, model: str) -> dict[str, np.ndarray]:
+        """video -> (T, 8) EXPR probabilities of the temporal stage's `model` ("temporal" or "baseline")."""
+        if not self.individual.get(model):
+            raise ValueError(f"the EXPR temporal stage saved no {model!r} predictions (temporal.common.baseline?)")
+        return {name: tasks["expr"] for name, tasks in self.individual[model].items()}
+
+    def split(self, split: str) -> list[VideoArrays]:
+        """Videos of `split` that are annotated for at least one of VA, EXPR, AU."""
+        return [v for v in self.every if self.splits[v.name] == split
+                and any(t in self.tasks[v.name] for t in ("VA", "EXPR", "AU"))]
+
+    @property
+    def train(self) -> list[VideoArrays]:
+        return self.split("train")
+
+    @property
+    def val(self) -> list[VideoArrays]:
+        return self.split("val")
+
+
+def _task_predictions(predictions_dir: Path, task: str, store: FeatureStore, extractors: list[str]
+                      ) -> tuple[dict[str, dict[str, dict[str, np.ndarray]]], dict[str, object]]:
+    """Both model groups of one task's temporal predictions, after the provenance checks."""
+    path = predictions_dir / f"{task}.h5"
+    if not path.is_file():
+        raise DataError(path, f"individual task model {task!r} is missing: run `abaw temporal --task {task}` first")
+    groups: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    try:
+        groups["temporal"], meta = read_predictions(path, "temporal")
+        if "baseline" in _groups(path):
+            groups["baseline"], _ = read_predictions(path, "baseline")
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(path, f"individual task model {task!r}: unreadable predictions ({type(exc).__name__}); "
+                              f"re-run `abaw temporal --task {task}`") from None
+    extractor = str(meta.get("extractor"))
+    if extractor not in extractors:
+        raise DataError(path, f"individual task model {task!r} was trained on extractor {extractor!r}, but "
+                              f"fusion.extractors is {extractors}: re-run `abaw temporal --task {task}` on one of "
+                              f"them or add {extractor!r} to fusion.extractors")
+    names = list(groups["temporal"])
+    try:
+        current = features_digest(store, extractor, names)
+    except FeatureStoreError as exc:
+        raise DataError(path, f"individual task model {task!r}: its features are gone from the store ({exc})") from None
+    if current != meta.get("features"):
+        raise DataError(path, f"individual task model {task!r} was trained on {extractor!r} features that have "
+                              f"changed since (provenance {meta.get('features')} != {current}): re-run "
+                              f"`abaw temporal --task {task}`")
+    return groups, meta
+
+
+def _groups(path: Path) -> list[str]:
+    with h5py.File(path, "r") as h5:
+        return list(h5)
+
+
+def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, extractors: list[str],
+                     task_features: bool = True) -> FusionData:
+    """Read every video's sources and labels once (RAM), after checking each task model's provenance."""
+    raw = load_raw(raw_dir)
+    per_task = {task: _task_predictions(predictions_dir, task, store, extractors) for task in TASKS}
+    sources = list(extractors) + (list(TASKS) if task_features else [])
+    every, widths = [], None
+    individual: dict[str, dict[str, dict[str, np.ndarray]]] = {"temporal": {}, "baseline": {}}
+    for entry in raw.entries:
+        parts, valid = [], None
+        for extractor in extractors:
+            try:
+                features, ok = store.read(extractor, entry.name)  # (T, D) float16, (T,) bool
+            except FeatureStoreError as exc:
+                raise DataError(store.path, f"{exc}; run `abaw features` with extractor {extractor!r}") from None
+            check_finite(entry.name, features, ok, store.path / extractor / entry.name)
+            parts.append(features.astype(np.float16))
+            valid = ok if valid is None else valid
+        assert valid is not None
+        for task in TASKS:
+            groups, _ = per_task[task]
+            for model, videos in groups.items():
+                if entry.name not in videos:
+                    raise DataError(predictions_dir / f"{task}.h5", f"individual task model {task!r} has no "
+                                    f"prediction for video {entry.name!r}: re-run `abaw temporal --task {task}`")
+                individual[model].setdefault(entry.name, {})[task] = videos[entry.name]["outputs"]
+            if task_features:
+                hidden = groups["temporal"][entry.name]["hidden"]  # (T, H) float16
+                if len(hidden) != len(valid):
+                    raise DataError(predictions_dir / f"{task}.h5", f"{entry.name}: {len(hidden)} frames of hidden "
+                                    f"features but {len(valid)} in the feature store: re-run `abaw temporal`")
+                parts.append(hidden.astype(np.float16))
+        labels = _fit(load_labels(raw.raw_dir, entry)[0], len(valid))
+        features = np.concatenate(parts, axis=1)
+        widths = [p.shape[1] for p in parts] if widths is None else widths
+        every.append(VideoArrays(entry.name, features, valid, labels, label_mask(labels)))
+    assert widths is not None, "the corpus holds no video"
+    return FusionData(every, {e.name: e.split for e in raw.entries}, {e.name: tuple(e.tasks) for e in raw.entries},
+                      sources, widths, individual, {t: per_task[t][1] for t in TASKS})
+
+
+def with_pseudo_labels(data: FusionData, labels: dict[str, np.ndarray]) -> list[VideoArrays]:
+    """The training videos plus every unlabelled video with a pseudo-label, their pseudo column set from
+    `labels` (video -> (T,) class or -1)."""
+    train = {v.name for v in data.train}
+    out = []
+    for video in data.every:
+        pseudo = labels.get(video.name)
+        if video.name not in train and (pseudo is None or not (pseudo != CLASS_INVALID).any()):
+            continue
+        if pseudo is not None:
+            values = video.labels.copy()
+            values[:, COL_PSEUDO] = pseudo
+            video = replace(video, labels=values, label_mask=label_mask(values))
+        out.append(video)
+    return out
+
+
+def pseudo_pool(data: FusionData) -> dict[str, np.ndarray]:
+    """video -> (T,) bool: frames the teacher may label (a face, no EXPR label, a train or unlabelled video)."""
+    return {v.name: v.valid & ~v.label_mask[:, COL_EXPR] for v in data.every
+            if data.splits[v.name] in ("train", "unlabeled")}

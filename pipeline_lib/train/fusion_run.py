@@ -1,0 +1,175 @@
+"""The fusion stage end to end: inputs and provenance checks, pseudo-labels, joint training (with and without
+pseudo-labels when asked to compare), predictions for every video, checkpoint and metrics.
+
+Outputs (DESIGN.md sections 3 and 4):
+- `<models>/fusion.pt`: weights-only checkpoint (tensors + plain metadata).
+- `<predictions>/fusion.h5`: per video `va` (T, 2), `expr` (T, 8) and `au` (T, 12) probabilities, `valid`,
+  `hidden` (T, H) float16 (the EXPR stream, for the compound stage) and, where the teacher gave one,
+  `pseudo_label` (T,) int64.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from pipeline_lib import __version__
+from pipeline_lib.config import FusionSettings
+from pipeline_lib.data.errors import CheckpointError
+from pipeline_lib.data.labels import COL_EXPR, EXPR_NAMES
+from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.metrics import TASK_METRICS
+from pipeline_lib.models.fusion import FusionModel
+from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
+from pipeline_lib.train.fusion import TrainedFusion, expr_class_f1, predict_fusion, score_fusion, train_fusion
+from pipeline_lib.train.fusion_data import FusionData, load_fusion_data, pseudo_pool, with_pseudo_labels
+from pipeline_lib.train.pseudo import PseudoLabels, make_pseudo_labels
+from pipeline_lib.features.windows import VideoArrays
+from pipeline_lib.train.task_data import TASKS, task_labels
+from pipeline_lib.train.temporal import score_task
+
+__all__ = ["individual_scores", "load_fusion_model", "run_fusion"]
+
+_COMPONENT = {"va": "ccc_mean", "expr": "expr_f1", "au": "au_f1_mean"}
+
+
+def individual_scores(data: FusionData) -> dict[str, Any]:
+    """Each task's best individual model (temporal or frame-wise) on validation, from its saved predictions."""
+    out: dict[str, Any] = {}
+    for task in TASKS:
+        key = task.upper()
+        videos = [v for v in data.val if key in data.tasks[v.name]]
+        task_videos = [VideoArrays(v.name, v.features[:, :1], v.valid, *task_labels(v.labels[:, :15], task))
+                       for v in videos]
+        metric = TASK_METRICS[task].name
+        scores = {model: score_task(task, [preds[v.name][task] for v in videos], task_videos)[metric]
+                  for model, preds in data.individual.items() if preds}
+        best = max(scores, key=lambda m: scores[m])
+        out[task] = {"metric": metric, "best_model": best, "value": round(scores[best], 4),
+                     **{m: round(s, 4) for m, s in scores.items()}}
+    out["sum"] = round(sum(out[t]["value"] for t in TASKS), 4)
+    return out
+
+
+def _rarest_class(train: list[VideoArrays], val: list[VideoArrays]) -> int:
+    """The EXPR class with the fewest labelled training frames among the classes present in validation."""
+    counts = np.bincount(np.concatenate([v.labels[v.label_mask[:, COL_EXPR], COL_EXPR] for v in train]
+                                        ).astype(np.int64), minlength=len(EXPR_NAMES))
+    present = np.unique(np.concatenate([v.labels[v.label_mask[:, COL_EXPR], COL_EXPR] for v in val])).astype(int)
+    return int(present[np.argmin(counts[present])])
+
+
+def _save(path: Path, model: FusionModel, meta: dict[str, Any]) -> None:
+    write_checkpoint(path, {"model": model.state_dict(), "spec": model.spec, "meta": meta})
+
+
+def load_fusion_model(path: Path) -> tuple[FusionModel, dict[str, Any]]:
+    """The trained fusion model (eval mode) and its metadata; foreign or corrupt files raise CheckpointError."""
+    checkpoint = read_checkpoint(path, "missing: run `abaw fusion` first")
+    try:
+        model = FusionModel(**checkpoint["spec"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"not a fusion checkpoint ({type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:160]})") from None
+    return model.eval(), dict(checkpoint.get("meta", {}))
+
+
+def _write_predictions(path: Path, data: FusionData, predicted: list[dict[str, np.ndarray]],
+                       pseudo: PseudoLabels | None, meta: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with h5py.File(partial, "w") as h5:
+        h5.attrs["meta"] = json.dumps(meta, sort_keys=True)
+        for video, rows in zip(data.every, predicted, strict=True):
+            group = h5.create_group(video.name)
+            for task in TASKS:
+                group.create_dataset(task, data=rows[task].astype(np.float32))
+            group.create_dataset("hidden", data=rows["hidden"].astype(np.float16))
+            group.create_dataset("valid", data=video.valid)
+            if pseudo is not None and video.name in pseudo.labels:
+                group.create_dataset("pseudo_label", data=pseudo.labels[video.name])
+            group.attrs["split"] = data.splits[video.name]
+    os.replace(partial, path)
+
+
+def _train(data: FusionData, train: list[VideoArrays], settings: FusionSettings, window: int, seed: int,
+           pseudo: PseudoLabels | None, on_epoch: Callable[[int, float, float], None] | None) -> TrainedFusion:
+    use = pseudo is not None
+    return train_fusion(train, data.val, data.widths, settings, window, seed=seed,
+                        prior=pseudo.prior if use and settings.pseudo.debias else None,
+                        pseudo_weight=settings.pseudo.weight if use else 0.0,
+                        uniform_sampling=use and settings.pseudo.uniform_sampling, on_epoch=on_epoch)
+
+
+def _report(trained: TrainedFusion, data: FusionData, predicted_val: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    return {"best_epoch": trained.best_epoch + 1, **trained.best, "expr_class_f1": expr_class_f1(
+        predicted_val, data.val), "curve": [round(v, 4) for v in trained.val_mtl], "seconds": round(trained.seconds, 1)}
+
+
+def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, settings: FusionSettings, window: int,
+               models_dir: Path, predictions_path: Path, *, seed: int = 0,
+               on_epoch: Callable[[str, int, float, float], None] | None = None,
+               notice: Callable[[str], None] = lambda message: warnings.warn(message, stacklevel=2)
+               ) -> dict[str, Any]:
+    """Train the fusion model (and its no-pseudo-label twin when `pseudo.compare`); returns the stage metrics."""
+    store = FeatureStore(store_path, mode="r")
+    data = load_fusion_data(raw_dir, store, temporal_predictions, list(settings.extractors), settings.task_features)
+    individual = individual_scores(data)
+    teacher = (individual["expr"]["best_model"] if settings.pseudo.teacher == "best" else settings.pseudo.teacher)
+    pseudo: PseudoLabels | None = None
+    if settings.pseudo.enabled:
+        pseudo = make_pseudo_labels(data.teacher(teacher), pseudo_pool(data), settings.pseudo.threshold,
+                                    settings.pseudo.per_class)
+        if pseudo.kept == 0:
+            notice(f"pseudo-labels skipped: the unlabelled pool has {pseudo.pool_frames} frame(s) and none reaches "
+                   f"the teacher's confidence threshold")
+            pseudo = None
+    runs = {"on" if settings.pseudo.enabled else "off": pseudo}
+    if pseudo is not None and settings.pseudo.compare:
+        runs["off"] = None
+    meta = {"sources": data.sources, "widths": data.widths, "window": window, "seed": seed,
+            "settings": settings.model_dump(), "library": __version__,
+            "task_models": {t: {"extractor": data.task_meta[t].get("extractor"),
+                                "features": data.task_meta[t].get("features")} for t in TASKS}}
+    metrics: dict[str, Any] = {"fusion": settings.fusion, "dependency": settings.dependency, "sources": data.sources,
+                               "window": window, "train_videos": len(data.train), "val_videos": len(data.val),
+                               "individual": individual}
+    main = next(iter(runs))
+    for name, labels in runs.items():
+        train = with_pseudo_labels(data, labels.labels) if labels is not None else data.train
+        trained = _train(data, train, settings, window, seed, labels,
+                         None if on_epoch is None else lambda e, loss, val, name=name: on_epoch(name, e, loss, val))
+        predicted = predict_fusion(trained.model, data.every, window, settings.device)
+        val_rows = [p for p, v in zip(predicted, data.every, strict=True) if any(v is w for w in data.val)]
+        report = _report(trained, data, val_rows)
+        if name == main:
+            metrics["val"] = {k: report.pop(k) for k in ("ccc_valence", "ccc_arousal", "ccc_mean", "expr_f1",
+                                                         "au_f1_mean", "mtl")}
+            metrics.update(report)
+            _save(models_dir / "fusion.pt", trained.model, {**meta, "best_epoch": trained.best_epoch + 1,
+                                                            "val": metrics["val"]})
+            _write_predictions(predictions_path, data, predicted, labels, meta)
+        else:
+            metrics[f"pseudo_{name}"] = report
+    metrics["fusion_minus_individual_sum"] = round(metrics["val"]["mtl"] - individual["sum"], 4)
+    metrics["fusion_beats_individual"] = bool(metrics["val"]["mtl"] >= individual["sum"])
+    metrics["pseudo"] = {"enabled": settings.pseudo.enabled, "used": pseudo is not None, "teacher": teacher,
+                         **({} if pseudo is None else pseudo.summary())}
+    if "pseudo_off" in metrics:
+        off = metrics["pseudo_off"]
+        rarest = EXPR_NAMES[_rarest_class(data.train, data.val)]
+        metrics["pseudo"]["comparison"] = {
+            "expr_f1": {"on": metrics["val"]["expr_f1"], "off": off["expr_f1"]},
+            "rarest_class": rarest,
+            "rarest_f1": {"on": metrics["expr_class_f1"][rarest], "off": off["expr_class_f1"][rarest]},
+            "mtl": {"on": metrics["val"]["mtl"], "off": off["mtl"]},
+        }
+    return metrics

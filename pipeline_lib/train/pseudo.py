@@ -1,0 +1,114 @@
+"""Semi-supervised EXPR pseudo-labels: a teacher labels unlabelled frames, with the class imbalance kept in check.
+
+The ABAW6 expression recipe (SEEDS.md) has three parts, each switchable:
+
+- Pseudo-labels with per-class confidence thresholds. The teacher (an EXPR
+  model of the temporal stage) is far less sure of rare classes, so one global threshold
+  keeps almost only frequent classes. Each class's threshold is the global
+  one scaled by the teacher's mean confidence on that class relative to its
+  most confident class (the class-wise thresholds of FlexMatch).
+- Class-uniform sampling: training windows are drawn with weights that make
+  every expression class about equally frequent among the frames seen.
+- Debiased feedback: the pseudo-labelled pool still leans to frequent
+  classes. The student's logits on pseudo-labelled frames get + log(prior of
+  the pool) before the loss (logit adjustment, Menon et al. 2021), so the raw
+  logits used at inference are not pushed towards the pool's majority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline_lib.data.labels import CLASS_INVALID, EXPR_NAMES
+
+__all__ = ["PseudoLabels", "class_thresholds", "make_pseudo_labels", "uniform_window_weights"]
+
+N_CLASSES = len(EXPR_NAMES)
+
+
+def class_thresholds(probs: np.ndarray, threshold: float, per_class: bool = True) -> np.ndarray:
+    """(K,) confidence thresholds from teacher probabilities (N, K).
+
+    Without `per_class` every class gets `threshold`. With it, class c gets
+    threshold * mean_conf_c / max_k mean_conf_k, where mean_conf_c is the mean
+    top probability of the frames the teacher assigns to c; a class the
+    teacher never predicts keeps `threshold`.
+    """
+    k = probs.shape[1] if probs.ndim == 2 else N_CLASSES
+    flat = np.full(k, float(threshold))
+    if not per_class or len(probs) == 0:
+        return flat
+    predicted, confidence = probs.argmax(1), probs.max(1)
+    sums = np.bincount(predicted, weights=confidence, minlength=k)
+    counts = np.bincount(predicted, minlength=k)
+    mean = np.divide(sums, counts, out=np.zeros(k), where=counts > 0)
+    if not mean.any():
+        return flat
+    return np.where(counts > 0, threshold * mean / mean.max(), threshold)
+
+
+@dataclass(frozen=True)
+class PseudoLabels:
+    """Teacher labels per video ((T,) int64, -1 where none) and what the pool looked like."""
+
+    labels: dict[str, np.ndarray]
+    thresholds: np.ndarray  # (K,)
+    prior: np.ndarray  # (K,) class shares among the kept pseudo-labels (add-one smoothed)
+    pool_frames: int  # frames the teacher was asked about
+    kept_per_class: np.ndarray  # (K,) int64
+
+    @property
+    def kept(self) -> int:
+        return int(self.kept_per_class.sum())
+
+    def summary(self) -> dict[str, object]:
+        return {"pool_frames": self.pool_frames, "kept_frames": self.kept,
+                "kept_per_class": {n: int(c) for n, c in zip(EXPR_NAMES, self.kept_per_class, strict=True)},
+                "thresholds": {n: round(float(t), 4) for n, t in zip(EXPR_NAMES, self.thresholds, strict=True)},
+                "prior": {n: round(float(p), 4) for n, p in zip(EXPR_NAMES, self.prior, strict=True)}}
+
+
+def make_pseudo_labels(teacher: Mapping[str, np.ndarray], eligible: Mapping[str, np.ndarray], threshold: float,
+                       per_class: bool = True) -> PseudoLabels:
+    """Label the eligible frames the teacher is confident about.
+
+    teacher: video -> (T, K) class probabilities; eligible: video -> (T,) bool
+    (a face, no EXPR label, a training or unlabelled video). A frame is kept
+    when its top probability reaches its predicted class's threshold.
+    """
+    names = [n for n in teacher if n in eligible]
+    pooled = [teacher[n][eligible[n]] for n in names]
+    pool = np.concatenate(pooled) if pooled else np.zeros((0, N_CLASSES), np.float32)  # (N, K)
+    thresholds = class_thresholds(pool, threshold, per_class)
+    labels: dict[str, np.ndarray] = {}
+    kept = np.zeros(N_CLASSES, np.int64)
+    for name in names:
+        probs = teacher[name]  # (T, K)
+        predicted = probs.argmax(1)
+        keep = eligible[name] & (probs.max(1) >= thresholds[predicted])
+        labels[name] = np.where(keep, predicted, CLASS_INVALID).astype(np.int64)
+        kept += np.bincount(predicted[keep], minlength=N_CLASSES)
+    prior = (kept + 1.0) / (kept.sum() + N_CLASSES)
+    return PseudoLabels(labels, thresholds, prior, len(pool), kept)
+
+
+def uniform_window_weights(window_classes: Sequence[np.ndarray], n_classes: int = N_CLASSES) -> np.ndarray:
+    """(N,) sampling weights for class-uniform training: each window's mean inverse class frequency.
+
+    window_classes: per window, the EXPR class of each frame (-1 = none, real
+    or pseudo labels alike). Frequencies count frames over all windows. A
+    window without an EXPR frame (it still teaches VA and AU) gets the median
+    weight of the others. Weights sum to 1.
+    """
+    if not window_classes:
+        return np.zeros(0)
+    labelled = [c[c != CLASS_INVALID].astype(np.int64) for c in window_classes]
+    counts = np.bincount(np.concatenate(labelled), minlength=n_classes).astype(np.float64)
+    inverse = np.divide(1.0, counts, out=np.zeros(n_classes), where=counts > 0)
+    weights = np.array([inverse[c].mean() if len(c) else np.nan for c in labelled])
+    filler = np.nanmedian(weights) if np.isfinite(weights).any() else 1.0
+    weights = np.where(np.isfinite(weights), weights, filler)
+    return weights / weights.sum()

@@ -1,0 +1,58 @@
+"""Pseudo-labels: class-wise thresholds, which frames get labels, the pool prior, class-uniform window weights."""
+
+import numpy as np
+import pytest
+
+from pipeline_lib.train.pseudo import class_thresholds, make_pseudo_labels, uniform_window_weights
+
+
+def _probs(rows):
+    out = np.full((len(rows), 8), 0.0)
+    for i, (c, p) in enumerate(rows):
+        out[i] = (1 - p) / 7
+        out[i, c] = p
+    return out
+
+
+def test_global_threshold_without_per_class():
+    assert class_thresholds(_probs([(0, 0.9), (1, 0.5)]), 0.7, per_class=False).tolist() == [0.7] * 8
+
+
+def test_per_class_thresholds_scale_with_the_teachers_mean_confidence():
+    probs = _probs([(0, 0.9), (0, 0.7), (1, 0.4)])  # class 0 mean 0.8, class 1 mean 0.4, others never predicted
+    expected = [0.6, 0.3] + [0.6] * 6
+    assert class_thresholds(probs, 0.6).tolist() == pytest.approx(expected)
+
+
+def test_confident_eligible_frames_get_labels_and_the_rest_minus_one():
+    teacher = {"a": _probs([(0, 0.9), (0, 0.5), (1, 0.45), (2, 0.99)]), "b": _probs([(1, 0.8)])}
+    eligible = {"a": np.array([True, True, True, False]), "b": np.array([True])}
+    pseudo = make_pseudo_labels(teacher, eligible, threshold=0.8, per_class=False)
+    assert pseudo.labels["a"].tolist() == [0, -1, -1, -1]  # frame 3 is confident but already labelled
+    assert pseudo.labels["b"].tolist() == [1]
+    assert pseudo.pool_frames == 4 and pseudo.kept == 2
+    assert pseudo.kept_per_class.tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert pseudo.prior.tolist() == pytest.approx([2 / 10, 2 / 10] + [1 / 10] * 6)  # add-one smoothed
+
+
+def test_per_class_thresholds_let_an_unsure_rare_class_through():
+    teacher = {"a": _probs([(0, 0.95), (0, 0.95), (3, 0.5)])}
+    eligible = {"a": np.ones(3, bool)}
+    assert make_pseudo_labels(teacher, eligible, 0.9, per_class=False).labels["a"].tolist() == [0, 0, -1]
+    assert make_pseudo_labels(teacher, eligible, 0.9, per_class=True).labels["a"].tolist() == [0, 0, 3]
+
+
+def test_empty_pool_keeps_nothing():
+    pseudo = make_pseudo_labels({"a": _probs([(0, 0.9)])}, {"a": np.zeros(1, bool)}, 0.5)
+    assert pseudo.pool_frames == 0 and pseudo.kept == 0 and pseudo.labels["a"].tolist() == [-1]
+    assert pseudo.thresholds.tolist() == [0.5] * 8
+
+
+def test_uniform_weights_equalise_classes():
+    windows = [np.array([0, 0]), np.array([0, 0]), np.array([0, 0]), np.array([1, 1]), np.array([-1, -1])]
+    weights = uniform_window_weights(windows)
+    # class 0: 6 frames (inverse 1/6), class 1: 2 frames (1/2); the label-less window gets the median (1/6)
+    raw = np.array([1 / 6, 1 / 6, 1 / 6, 1 / 2, 1 / 6])
+    assert weights.tolist() == pytest.approx((raw / raw.sum()).tolist())
+    drawn_class_0 = weights[:3].sum() * 2  # expected frames of class 0 per draw-pair vs class 1
+    assert drawn_class_0 == pytest.approx(weights[3] * 2)
