@@ -92,6 +92,11 @@ class WindowDataset(Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.starts)
 
+    def labelled(self) -> list[int]:
+        """Indices of the windows holding at least one label entry (a window without one teaches nothing)."""
+        return [i for i, (k, s) in enumerate(zip(self.video_ids, self.starts, strict=True))
+                if self.videos[int(k)].label_mask[s:s + self.window].any()]
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         """Window i: features (W, D) float32, valid (W,) bool, labels (W, L) float32, label_mask (W, L) bool
         (False on padding and on frames without a face), frames (W,) int64 (-1 on padding), video () int64."""

@@ -21,7 +21,7 @@ to split it, so the window dataset and sliding inference stay unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ from pipeline_lib.models.heads import HEAD_OUTPUTS
 from pipeline_lib.models.registry import Registry
 from pipeline_lib.models.temporal import TemporalModel
 
-__all__ = ["DEPENDENCIES", "FUSIONS", "FusionModel", "TASKS"]
+__all__ = ["DEPENDENCIES", "FUSIONS", "DependentHeads", "FusionModel", "TASKS"]
 
 TASKS: Final[tuple[str, ...]] = ("va", "expr", "au")
 
@@ -108,48 +108,44 @@ class IndependentHeads(nn.Module):
         return out
 
 
-class _DependentHeads(nn.Module):
-    """Valence and AU first, from their own streams; arousal and expression then also read `extra`."""
+class DependentHeads(nn.Module):
+    """Valence and AU first, from their own streams; arousal and expression then also read what `feeds` says.
 
-    def __init__(self, hidden: int, extra: int, dropout: float = 0.0) -> None:
+    feeds="predictions": the valence value and the 12 AU probabilities (`feedback`);
+    feeds="features": the valence and AU streams themselves (`feature_feedback`).
+    """
+
+    def __init__(self, hidden: int, feeds: Literal["predictions", "features"], dropout: float = 0.0) -> None:
         super().__init__()
+        self.feeds = feeds
+        extra = 1 + HEAD_OUTPUTS["au"] if feeds == "predictions" else 2 * hidden
         self.valence = _linear(hidden, 1, dropout)
         self.au = _linear(hidden, HEAD_OUTPUTS["au"], dropout)
         self.arousal = _linear(hidden + extra, 1, dropout)
         self.expr = _linear(hidden + extra, HEAD_OUTPUTS["expr"], dropout)
 
-    def extra(self, streams: dict[str, torch.Tensor], valence: torch.Tensor, au: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
     def forward(self, streams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         valence = torch.tanh(self.valence(streams["va"]))  # (B, T, 1)
         au = self.au(streams["au"])  # (B, T, 12) logits
-        extra = self.extra(streams, valence, au)  # (B, T, E)
+        if self.feeds == "predictions":
+            extra = torch.cat([valence, au.sigmoid()], dim=-1)  # (B, T, 13)
+        else:
+            extra = torch.cat([streams["va"], streams["au"]], dim=-1)  # (B, T, 2H)
         arousal = torch.tanh(self.arousal(torch.cat([streams["va"], extra], dim=-1)))  # (B, T, 1)
         expr = self.expr(torch.cat([streams["expr"], extra], dim=-1))  # (B, T, 8)
         return {"va": torch.cat([valence, arousal], dim=-1), "expr": expr, "au": au}
 
 
 @DEPENDENCIES.register("feedback")
-class FeedbackHeads(_DependentHeads):
+def feedback_heads(hidden: int, dropout: float = 0.0) -> DependentHeads:
     """Arousal and expression receive the valence prediction and the AU probabilities."""
-
-    def __init__(self, hidden: int, dropout: float = 0.0) -> None:
-        super().__init__(hidden, 1 + HEAD_OUTPUTS["au"], dropout)
-
-    def extra(self, streams: dict[str, torch.Tensor], valence: torch.Tensor, au: torch.Tensor) -> torch.Tensor:
-        return torch.cat([valence, au.sigmoid()], dim=-1)  # (B, T, 13)
+    return DependentHeads(hidden, "predictions", dropout)
 
 
 @DEPENDENCIES.register("feature_feedback")
-class FeatureFeedbackHeads(_DependentHeads):
+def feature_feedback_heads(hidden: int, dropout: float = 0.0) -> DependentHeads:
     """Arousal and expression receive the valence and AU streams (hidden features, not predictions)."""
-
-    def __init__(self, hidden: int, dropout: float = 0.0) -> None:
-        super().__init__(hidden, 2 * hidden, dropout)
-
-    def extra(self, streams: dict[str, torch.Tensor], valence: torch.Tensor, au: torch.Tensor) -> torch.Tensor:
-        return torch.cat([streams["va"], streams["au"]], dim=-1)  # (B, T, 2H)
+    return DependentHeads(hidden, "features", dropout)
 
 
 class FusionModel(nn.Module):

@@ -10,15 +10,12 @@ the MTL score on validation, predicted with overlapping sliding windows.
 
 from __future__ import annotations
 
-import copy
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
-from torch import nn
 from torch.utils.data import DataLoader, Subset, WeightedRandomSampler
 
 from pipeline_lib.config import FusionSettings
@@ -30,7 +27,7 @@ from pipeline_lib.models.heads import HEAD_OUTPUTS
 from pipeline_lib.models.temporal import kwargs_for_encoder
 from pipeline_lib.train.fusion_data import COL_PSEUDO
 from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
-from pipeline_lib.train.pretrain import warmup_cosine
+from pipeline_lib.train.loop import fit
 from pipeline_lib.train.pseudo import uniform_window_weights
 from pipeline_lib.train.sliding import sliding_predict
 from pipeline_lib.train.temporal import feature_stats
@@ -155,8 +152,7 @@ def train_fusion(train: Sequence[VideoArrays], val: Sequence[VideoArrays], width
     torch.manual_seed(seed)
     torch.set_num_threads(settings.threads)
     data = WindowDataset(train, window, max(1, window // 2))
-    indices = [i for i, (k, s) in enumerate(zip(data.video_ids, data.starts, strict=True))
-               if train[int(k)].label_mask[s:s + window].any()]  # windows without a label teach nothing
+    indices = data.labelled()
     subset = Subset(data, indices)
     if uniform_sampling:
         loader = DataLoader(subset, batch_size=settings.batch_size, sampler=_sampler(data, indices, seed))
@@ -167,33 +163,14 @@ def train_fusion(train: Sequence[VideoArrays], val: Sequence[VideoArrays], width
     model.set_stats(*feature_stats(train))
     model.to(settings.device)
     loss_fn = FusionLoss(train, settings, prior, pseudo_weight)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    total, warmup = settings.epochs * max(1, len(loader)), max(1, len(loader))
-    result = TrainedFusion(model, -1, {})
-    best_state: dict[str, torch.Tensor] | None = None
-    begin, step = time.perf_counter(), 0
-    for epoch in range(settings.epochs):
-        model.train()
-        running, batches = 0.0, 0
-        for batch in loader:
-            for group in optimizer.param_groups:
-                group["lr"] = settings.lr * warmup_cosine(step, warmup, total)
-            outputs, _ = model(batch["features"].to(settings.device), batch["valid"].to(settings.device))
-            loss, _ = loss_fn(outputs, batch["labels"].to(settings.device), batch["label_mask"].to(settings.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            running, batches, step = running + loss.item(), batches + 1, step + 1
-        scores = score_fusion(predict_fusion(model, val, window, settings.device), val)
-        result.train_loss.append(running / max(1, batches))
-        result.val_mtl.append(scores["mtl"])
-        if result.best_epoch < 0 or scores["mtl"] > result.best["mtl"]:
-            result.best_epoch, result.best = epoch, scores
-            best_state = copy.deepcopy(model.state_dict())
-        if on_epoch is not None:
-            on_epoch(epoch, result.train_loss[-1], scores["mtl"])
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    result.seconds = time.perf_counter() - begin
-    return result
+    device = settings.device
+
+    def batch_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        outputs, _ = model(batch["features"].to(device), batch["valid"].to(device))
+        return loss_fn(outputs, batch["labels"].to(device), batch["label_mask"].to(device))[0]
+
+    fitted = fit(model, loader, batch_loss, lambda: score_fusion(predict_fusion(model, val, window, device), val),
+                 "mtl", epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay,
+                 on_epoch=on_epoch)
+    return TrainedFusion(model, fitted.best_epoch, fitted.best, fitted.train_loss, fitted.val_metric,
+                         fitted.seconds)

@@ -11,8 +11,6 @@ the value of temporal context is measured, not assumed.
 
 from __future__ import annotations
 
-import copy
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +26,7 @@ from pipeline_lib.metrics import TASK_METRICS, au_f1, expr_f1, va_score
 from pipeline_lib.models.heads import build_head
 from pipeline_lib.models.temporal import TemporalModel, kwargs_for_encoder
 from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
-from pipeline_lib.train.pretrain import warmup_cosine
+from pipeline_lib.train.loop import fit
 from pipeline_lib.train.sliding import sliding_predict
 
 __all__ = ["TaskNetwork", "TrainedTemporal", "activate", "encoder_kwargs", "feature_stats", "predict_videos",
@@ -139,46 +137,23 @@ def train_temporal(train: Sequence[VideoArrays], val: Sequence[VideoArrays], set
     torch.manual_seed(seed)
     torch.set_num_threads(settings.threads)
     data = WindowDataset(train, settings.window, settings.train_stride)
-    labelled = np.array([bool(train[k].label_mask[s:s + settings.window].any()) for k, s in
-                         zip(data.video_ids, data.starts, strict=True)])
-    indices = np.flatnonzero(labelled).tolist()  # windows without a labelled frame teach nothing
-    loader = DataLoader(torch.utils.data.Subset(data, indices), batch_size=settings.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(torch.utils.data.Subset(data, data.labelled()), batch_size=settings.batch_size,
+                        shuffle=True, generator=torch.Generator().manual_seed(seed))
     mean, std = feature_stats(train)
     temporal = TemporalModel(train[0].features.shape[1], settings.encoder, settings.hidden, settings.convergence,
                              encoder_kwargs=encoder_kwargs(settings))
     network = TaskNetwork(task, temporal, mean, std, settings.dropout).to(settings.device)
     loss_fn = _loss_fn(task, train, settings.mse_weight)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    total = settings.epochs * max(1, len(loader))
-    warmup = max(1, len(loader))  # one epoch of warm-up
-    result = TrainedTemporal(network, metric, -1, {})
-    best_state: dict[str, torch.Tensor] | None = None
-    begin, step = time.perf_counter(), 0
-    for epoch in range(settings.epochs):
-        network.train()
-        running, batches = 0.0, 0
-        for batch in loader:
-            for group in optimizer.param_groups:
-                group["lr"] = settings.lr * warmup_cosine(step, warmup, total)
-            mask = batch["valid"].to(settings.device)  # (B, W)
-            outputs, _ = network(batch["features"].to(settings.device), mask)  # (B, W, O)
-            loss = loss_fn(outputs, batch["labels"].to(settings.device), batch["label_mask"].to(settings.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-            optimizer.step()
-            running, batches, step = running + loss.item(), batches + 1, step + 1
-        predicted = [out for out, _ in predict_videos(network, val, settings.window, settings.device)]
-        scores = score_task(task, predicted, val)
-        result.train_loss.append(running / max(1, batches))
-        result.val_metric.append(scores[metric])
-        if result.best_epoch < 0 or scores[metric] > result.best[metric]:
-            result.best_epoch, result.best = epoch, scores
-            best_state = copy.deepcopy(network.state_dict())
-        if on_epoch is not None:
-            on_epoch(epoch, result.train_loss[-1], scores[metric])
-    assert best_state is not None
-    network.load_state_dict(best_state)
-    result.seconds = time.perf_counter() - begin
-    return result
+    device = settings.device
+
+    def batch_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        outputs, _ = network(batch["features"].to(device), batch["valid"].to(device))  # (B, W, O)
+        return loss_fn(outputs, batch["labels"].to(device), batch["label_mask"].to(device))
+
+    def validate() -> dict[str, float]:
+        return score_task(task, [out for out, _ in predict_videos(network, val, settings.window, device)], val)
+
+    fitted = fit(network, loader, batch_loss, validate, metric, epochs=settings.epochs, lr=settings.lr,
+                 weight_decay=settings.weight_decay, on_epoch=on_epoch)
+    return TrainedTemporal(network, metric, fitted.best_epoch, fitted.best, fitted.train_loss, fitted.val_metric,
+                           fitted.seconds)
