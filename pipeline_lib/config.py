@@ -237,6 +237,55 @@ class FusionSettings(_Section):
         return self
 
 
+class CurriculumSettings(_Section):
+    """Stages from single to compound expressions: epochs per stage and the share of compound windows in it."""
+
+    epochs: Annotated[list[Annotated[int, Field(ge=1, le=10_000)]], Field(min_length=1)] = [5, 5, 3, 3]
+    share: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [0.0, 0.2, 0.4, 1.0]
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> CurriculumSettings:
+        if len(self.epochs) != len(self.share):
+            raise ValueError(f"compound.curriculum needs one share per stage: {len(self.epochs)} epochs entries, "
+                             f"{len(self.share)} share entries")
+        return self
+
+
+class CompoundSettings(_Section):
+    """Curriculum fine-tuning for the 7 compound expressions (DESIGN.md section 1, step 6)."""
+
+    extractors: Annotated[list[str], Field(min_length=1)] = ["mae"]  # frame-feature groups fed in
+    fusion_features: bool = True  # also feed the fusion model's EXPR stream and its zero-shot compound scores
+    encoder: EncoderName = "transformer"
+    hidden: Annotated[int, Field(ge=1, le=8192)] = 64
+    layers: Annotated[int, Field(ge=1, le=64)] = 1
+    heads: Annotated[int, Field(ge=1, le=64)] = 4
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    prior: bool = False  # add the log zero-shot score of the model's own basic head to its compound logits
+    basic_weight: Annotated[float, Field(ge=0, le=100)] = 1.0  # loss weight of single-expression frames
+    constituent_weight: Annotated[float, Field(ge=0, le=100)] = 0.0  # compound frames teach the basic head too
+    curriculum: CurriculumSettings = CurriculumSettings()
+    compare: bool = True  # also train directly (compound share 1 every epoch, same budget) and report both
+    batch_size: Annotated[int, Field(ge=1, le=8192)] = 16
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.05
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: Annotated[int, Field(ge=1, le=256)] = 2
+
+    @model_validator(mode="after")
+    def _check_extractors(self) -> CompoundSettings:
+        if len(set(self.extractors)) != len(self.extractors):
+            raise ValueError(f"compound.extractors lists an extractor twice: {self.extractors}")
+        return self
+
+
+class EvaluateSettings(_Section):
+    """Scoring, post-processing and challenge files (DESIGN.md section 1, step 7)."""
+
+    va_smoothing: Annotated[int, Field(ge=1, le=1001)] = 9  # frames in the centred moving average of VA
+    timeseries_video: str | None = None  # validation video of plots/evaluate/va_timeseries.png; null = the first
+
+
 class Params(_Section):
     """The whole params.yaml. Stage sections are added as their stages land."""
 
@@ -248,6 +297,8 @@ class Params(_Section):
     features: FeaturesSettings = FeaturesSettings()
     temporal: TemporalSettings = TemporalSettings()
     fusion: FusionSettings = FusionSettings()
+    compound: CompoundSettings = CompoundSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import __version__
-from stages import corpus, faces, features, fusion, pretrain, temporal
+from stages import compound, corpus, evaluate, faces, features, fusion, predict, pretrain, temporal
 
 app = typer.Typer(
     name="abaw",
@@ -39,6 +39,10 @@ app.add_typer(pretrain.app, name="pretrain")
 app.add_typer(features.app, name="features")
 app.add_typer(temporal.app, name="temporal")
 app.add_typer(fusion.app, name="fusion")
+app.add_typer(compound.app, name="compound")
+app.add_typer(evaluate.app, name="evaluate")
+app.command(name="predict", help="Predict VA, expression, AUs and compound expression on any video file.")(
+    predict.main)
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ def tiny_params_dict() -> dict[str, Any]:
     raw["pretrain"].update(epochs=1, batch_size=16, frame_stride=4, samples=2)
     raw["temporal"]["common"].update(epochs=2, hidden=16, layers=1, heads=2)
     raw["fusion"].update(epochs=1, hidden=16, heads=2)
+    raw["compound"].update(hidden=16, heads=2, curriculum={"epochs": [1, 1], "share": [0.0, 1.0]})
     return raw
 
 

@@ -60,7 +60,7 @@ def test_unknown_top_level_key_names_key_and_allowed():
     msg = str(err.value)
     assert "unknown key 'windw'" in msg
     assert "did you mean 'window'?" in msg
-    assert "allowed: data, faces, features, fusion, pretrain, seed, temporal, window" in msg
+    assert "allowed: compound, data, evaluate, faces, features, fusion, pretrain, seed, temporal, window" in msg
     assert "\n" not in msg
 
 
@@ -123,3 +123,18 @@ def test_fusion_section_checks_its_widths_and_names():
     with pytest.raises(ConfigError, match="unknown key 'fusion.pseudo.enable' \\(did you mean 'enabled'\\?\\)"):
         parse_params({"fusion": {"pseudo": {"enable": False}}})
     assert parse_params({"fusion": {"pseudo": {"enabled": False}}}).fusion.pseudo.enabled is False
+
+
+def test_compound_and_evaluate_sections_are_spelled_out_and_checked():
+    from pipeline_lib.config import CompoundSettings, EvaluateSettings
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(raw["compound"]) == set(CompoundSettings.model_fields)
+    assert set(raw["evaluate"]) == set(EvaluateSettings.model_fields)
+    with pytest.raises(ConfigError, match="one share per stage: 2 epochs entries, 1 share entries"):
+        parse_params({"compound": {"curriculum": {"epochs": [1, 1], "share": [0.0]}}})
+    with pytest.raises(ConfigError, match="compound.curriculum.share"):
+        parse_params({"compound": {"curriculum": {"epochs": [1], "share": [1.5]}}})
+    with pytest.raises(ConfigError, match="compound.extractors lists an extractor twice"):
+        parse_params({"compound": {"extractors": ["mae", "mae"]}})
+    assert parse_params({"compound": {"compare": False}}).compound.curriculum.epochs == [5, 5, 3, 3]

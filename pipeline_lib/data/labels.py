@@ -33,6 +33,15 @@ CE_NAMES: Final[tuple[str, ...]] = (
     "Angrily_Surprised", "Sadly_Fearful", "Sadly_Angry",
 )
 
+# Each compound expression and its two basic constituents (C-EXPR-DB's definition), EXPR_NAMES spelling.
+CE_PARTS: Final[dict[str, tuple[str, str]]] = {
+    "Fearfully_Surprised": ("Fear", "Surprise"), "Happily_Surprised": ("Happiness", "Surprise"),
+    "Sadly_Surprised": ("Sadness", "Surprise"), "Disgustedly_Surprised": ("Disgust", "Surprise"),
+    "Angrily_Surprised": ("Anger", "Surprise"), "Sadly_Fearful": ("Sadness", "Fear"),
+    "Sadly_Angry": ("Sadness", "Anger"),
+}
+assert tuple(CE_PARTS) == CE_NAMES
+
 # The official "not annotated" markers.
 VA_INVALID: Final[float] = -5.0
 CLASS_INVALID: Final[int] = -1  # EXPR, AU and CE

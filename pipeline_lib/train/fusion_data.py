@@ -27,7 +27,8 @@ from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.train.task_data import TASKS, check_finite
 from pipeline_lib.train.temporal_run import features_digest, read_predictions
 
-__all__ = ["COL_PSEUDO", "FusionData", "label_mask", "load_fusion_data", "pseudo_pool", "with_pseudo_labels"]
+__all__ = ["COL_PSEUDO", "FusionData", "frame_sources", "label_mask", "load_fusion_data", "pseudo_pool",
+           "with_pseudo_labels"]
 
 COL_PSEUDO: Final[int] = 15  # EXPR pseudo-label column appended to the house layout
 N_COLUMNS: Final[int] = 16
@@ -117,6 +118,22 @@ def _groups(path: Path) -> list[str]:
         return list(h5)
 
 
+def frame_sources(store: FeatureStore, extractors: list[str], name: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """One video's frame features of each extractor ((T, D_k) float16 each, NaN-checked) and its (T,) face mask."""
+    parts, valid = [], None
+    for extractor in extractors:
+        try:
+            features, ok = store.read(extractor, name)  # (T, D) float16, (T,) bool
+        except FeatureStoreError as exc:
+            raise DataError(store.path, f"{exc}; run `abaw features` with extractor {extractor!r}") from None
+        check_finite(name, features, ok, store.path / extractor / name)
+        parts.append(features.astype(np.float16))
+        valid = ok if valid is None else valid
+    if valid is None:
+        raise ValueError("frame_sources needs at least one extractor")
+    return parts, valid
+
+
 def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, extractors: list[str],
                      task_features: bool = True) -> FusionData:
     """Read every video's sources and labels once (RAM), after checking each task model's provenance."""
@@ -126,16 +143,7 @@ def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, 
     every, widths = [], None
     individual: dict[str, dict[str, dict[str, np.ndarray]]] = {"temporal": {}, "baseline": {}}
     for entry in raw.entries:
-        parts, valid = [], None
-        for extractor in extractors:
-            try:
-                features, ok = store.read(extractor, entry.name)  # (T, D) float16, (T,) bool
-            except FeatureStoreError as exc:
-                raise DataError(store.path, f"{exc}; run `abaw features` with extractor {extractor!r}") from None
-            check_finite(entry.name, features, ok, store.path / extractor / entry.name)
-            parts.append(features.astype(np.float16))
-            valid = ok if valid is None else valid
-        assert valid is not None
+        parts, valid = frame_sources(store, extractors, entry.name)
         for task in TASKS:
             groups, _ = per_task[task]
             for model, videos in groups.items():

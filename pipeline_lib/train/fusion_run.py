@@ -28,6 +28,7 @@ from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.metrics import TASK_METRICS
 from pipeline_lib.models.fusion import FusionModel
 from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
+from pipeline_lib.train.predictions import read_video_groups
 from pipeline_lib.train.fusion import TrainedFusion, expr_class_f1, predict_fusion, score_fusion, train_fusion
 from pipeline_lib.train.fusion_data import FusionData, load_fusion_data, pseudo_pool, with_pseudo_labels
 from pipeline_lib.train.pseudo import PseudoLabels, make_pseudo_labels
@@ -35,7 +36,7 @@ from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.train.task_data import TASKS, task_labels
 from pipeline_lib.train.temporal import score_task
 
-__all__ = ["individual_scores", "load_fusion_model", "run_fusion"]
+__all__ = ["individual_scores", "load_fusion_model", "read_fusion_predictions", "run_fusion"]
 
 _COMPONENT = {"va": "ccc_mean", "expr": "expr_f1", "au": "au_f1_mean"}
 
@@ -98,6 +99,11 @@ def _write_predictions(path: Path, data: FusionData, predicted: list[dict[str, n
                 group.create_dataset("pseudo_label", data=pseudo.labels[video.name])
             group.attrs["split"] = data.splits[video.name]
     os.replace(partial, path)
+
+
+def read_fusion_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """{video: {"va", "expr", "au", "hidden", "valid", ["pseudo_label"]}} and the file's metadata."""
+    return read_video_groups(path)
 
 
 def _train(data: FusionData, train: list[VideoArrays], settings: FusionSettings, window: int, seed: int,

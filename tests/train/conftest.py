@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_lib.data.labels import AU_NAMES, EXPR_NAMES
+from pipeline_lib.data.labels import AU_NAMES, CE_NAMES, EXPR_NAMES
 from pipeline_lib.data.prepare import import_affwild2
 from pipeline_lib.features.store import FeatureStore
 from tests.data.conftest import write_tiny_video
@@ -28,13 +28,30 @@ def _labels(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return expr, valence
 
 
+def _write_ce(source: Path, store: FeatureStore, rng: np.random.Generator, noise: float, seed: int) -> None:
+    """Two compound videos ("ce1" train, "ce2" val): CE class per 8-frame segment (0..3), features one-hot at
+    4 + class, so they differ from the basic ones; one frame unannotated."""
+    for name, folder in (("ce1", "Train_Set"), ("ce2", "Validation_Set")):
+        write_tiny_video(source / "videos" / f"{name}.mp4", n_frames=FRAMES, fps=25, size=32)
+        ce = np.repeat(rng.permutation(np.arange(FRAMES // 8) % 4), 8)  # (T,)
+        features = np.eye(WIDTH, dtype=np.float32)[4 + ce] + rng.normal(0, noise, (FRAMES, WIDTH))
+        store.write("mae", name, features.astype(np.float16), np.ones(FRAMES, bool), {"extractor": "mae",
+                                                                                       "seed": seed})
+        lines = [str(int(c)) for c in ce]
+        lines[0] = "-1"
+        folder_path = source / "annotations" / "CE" / folder
+        folder_path.mkdir(parents=True, exist_ok=True)
+        (folder_path / f"{name}.txt").write_text(",".join(CE_NAMES) + "\n" + "\n".join(lines) + "\n")
+
+
 def build_corpus(root: Path, noise: float = 1.5, seed: int = 0, au: bool = False,
-                 unlabeled: bool = False) -> tuple[Path, Path]:
+                 unlabeled: bool = False, ce: bool = False) -> tuple[Path, Path]:
     """(raw dir, feature store path) of a 5-video corpus with EXPR and VA labels.
 
     With `au`, AU labels too (AU1 on in classes 2 and 3, every other AU off, a
     few frames -1); by default there are none at all. With `unlabeled`, a sixth
-    video ("un1") that no annotation or test list names.
+    video ("un1") that no annotation or test list names. With `ce`, two compound
+    videos (see `_write_ce`) and test lists for every track (else EXPR only).
     """
     rng = np.random.default_rng(seed)
     source = root / "source"
@@ -52,7 +69,8 @@ def build_corpus(root: Path, noise: float = 1.5, seed: int = 0, au: bool = False
             continue
         if split == "test":
             (source / "test_set").mkdir(parents=True, exist_ok=True)
-            (source / "test_set" / "EXPR_test_set_release.txt").write_text(f"{name}\n")
+            for track in ("VA", "EXPR", "AU", "CE", "MTL") if ce else ("EXPR",):
+                (source / "test_set" / f"{track}_test_set_release.txt").write_text(f"{name}\n")
             continue
         folder = {"train": "Train_Set", "val": "Validation_Set"}[split]
         expr_dir = source / "annotations" / "EXPR_Recognition_Challenge" / folder
@@ -74,7 +92,8 @@ def build_corpus(root: Path, noise: float = 1.5, seed: int = 0, au: bool = False
             au_lines[2] = ",".join(["-1"] * len(AU_NAMES))
             (au_dir / f"{name}.txt").write_text(",".join(AU_NAMES) + "\n" + "\n".join(au_lines) + "\n")
     (source / "annotations" / "AU_Detection_Challenge" / "Train_Set").mkdir(parents=True, exist_ok=True)
-    assert len(AU_NAMES) == 12
+    if ce:
+        _write_ce(source, store, rng, noise, seed)
     import_affwild2(root / "raw", source)
     return root / "raw", root / "features.zarr"
 
@@ -82,3 +101,28 @@ def build_corpus(root: Path, noise: float = 1.5, seed: int = 0, au: bool = False
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, Path]:
     return build_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def build_chain(root: Path, window: int = 16) -> dict[str, Path]:
+    """Every trained stage after features on the tiny corpus with CE videos: temporal (3 tasks), fusion and
+    compound, tiny settings. Keys: raw, store, temporal, fusion, compound, models."""
+    from pipeline_lib.config import CompoundSettings, FusionSettings, TemporalSettings
+    from pipeline_lib.train.compound_run import run_compound
+    from pipeline_lib.train.fusion_run import run_fusion
+    from pipeline_lib.train.temporal_run import run_temporal_task
+
+    raw, store = build_corpus(root, au=True, unlabeled=True, ce=True)
+    base = {"epochs": 2, "hidden": 8, "layers": 1, "heads": 2, "batch_size": 4, "threads": 1}
+    for task in ("va", "expr", "au"):
+        settings = TemporalSettings().resolve(task, window).model_copy(update=base)
+        run_temporal_task(raw, store, settings, root / "models" / "temporal", root / "pred" / "temporal" / f"{task}.h5")
+    fusion = FusionSettings(epochs=2, hidden=8, heads=2, batch_size=4, threads=1, pseudo={"compare": False})
+    run_fusion(raw, store, root / "pred" / "temporal", fusion, window, root / "models" / "fusion",
+               root / "pred" / "fusion" / "fusion.h5", notice=lambda message: None)
+    compound = CompoundSettings(hidden=8, heads=2, batch_size=4, threads=1,
+                                curriculum={"epochs": [1, 1], "share": [0.0, 1.0]})
+    run_compound(raw, store, root / "pred" / "fusion" / "fusion.h5", compound, window, root / "models" / "compound",
+                 root / "pred" / "compound" / "compound.h5")
+    return {"raw": raw, "store": store, "temporal": root / "pred" / "temporal",
+            "fusion": root / "pred" / "fusion" / "fusion.h5", "compound": root / "pred" / "compound" / "compound.h5",
+            "models": root / "models"}

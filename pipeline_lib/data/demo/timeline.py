@@ -19,7 +19,7 @@ from typing import Final, Literal
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from pipeline_lib.data.labels import AU_NAMES, CE_NAMES, EXPR_NAMES
+from pipeline_lib.data.labels import AU_NAMES, CE_NAMES, CE_PARTS, EXPR_NAMES
 
 __all__ = ["AU_LABEL_THRESHOLD", "COMPOUND_PARTS", "EXPR_LABEL_THRESHOLD", "PROTOTYPES", "Track", "make_track"]
 
@@ -47,13 +47,7 @@ CIRCUMPLEX: Final[dict[str, tuple[float, float]]] = {
     "Neutral": (0.0, 0.0), "Anger": (-0.6, 0.6), "Disgust": (-0.6, 0.2), "Fear": (-0.6, 0.7),
     "Happiness": (0.7, 0.4), "Sadness": (-0.6, -0.3), "Surprise": (0.2, 0.8),
 }
-COMPOUND_PARTS: Final[dict[str, tuple[str, str]]] = {
-    "Fearfully_Surprised": ("Fear", "Surprise"), "Happily_Surprised": ("Happiness", "Surprise"),
-    "Sadly_Surprised": ("Sadness", "Surprise"), "Disgustedly_Surprised": ("Disgust", "Surprise"),
-    "Angrily_Surprised": ("Anger", "Surprise"), "Sadly_Fearful": ("Sadness", "Fear"),
-    "Sadly_Angry": ("Sadness", "Anger"),
-}
-assert tuple(COMPOUND_PARTS) == CE_NAMES
+COMPOUND_PARTS: Final[dict[str, tuple[str, str]]] = CE_PARTS
 _BASIC_PROBS: Final[np.ndarray] = np.array([0.16, 0.11, 0.09, 0.09, 0.17, 0.13, 0.13, 0.12])  # EXPR_NAMES order
 _COMPOUND_SHARE: Final[dict[str, float]] = {"basic": 0.0, "compound": 0.6, "mixed": 0.3}
 

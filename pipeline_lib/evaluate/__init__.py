@@ -1,0 +1,1 @@
+"""Evaluation of every model: official metrics, challenge submissions and plots."""

@@ -1,0 +1,112 @@
+"""Everything the evaluate stage reads: every model's per-frame predictions and the labels they are scored on.
+
+Models by task (names as they appear in metrics and plots):
+- va, expr, au: `frame-wise` and `temporal` (temporal stage), `fusion` (fusion stage);
+- ce: `compound` (the curriculum model) and `zero-shot` (fusion EXPR probabilities, two constituents summed).
+Predictions follow the feature store's frames; labels are cut or padded to them with the invalid markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+import h5py
+import numpy as np
+
+from pipeline_lib.data.errors import DataError
+from pipeline_lib.data.labels import empty_compound, empty_labels
+from pipeline_lib.data.manifest import load_labels
+from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.train.compound_run import read_compound_predictions
+from pipeline_lib.train.fusion_run import read_fusion_predictions
+from pipeline_lib.train.temporal_run import read_predictions
+
+__all__ = ["EVAL_TASKS", "EvalData", "EvalVideo", "load_eval_data"]
+
+EVAL_TASKS: Final[tuple[str, ...]] = ("va", "expr", "au", "ce")
+_T = TypeVar("_T")
+_TEMPORAL_GROUPS: Final[dict[str, str]] = {"baseline": "frame-wise", "temporal": "temporal"}
+
+
+@dataclass(frozen=True, eq=False)
+class EvalVideo:
+    """One video's labels on the store's frames: labels (T, 15) house layout, ce (T,) int64, valid (T,) bool."""
+
+    name: str
+    split: str
+    tasks: tuple[str, ...]
+    labels: np.ndarray
+    ce: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.valid)
+
+
+@dataclass(frozen=True)
+class EvalData:
+    videos: dict[str, EvalVideo]
+    models: dict[str, dict[str, dict[str, np.ndarray]]]  # task -> model -> video -> (T, O)
+
+    def split(self, split: str, task: str) -> list[EvalVideo]:
+        """Videos of `split` annotated for `task` ("va", ..., "ce"), in corpus order."""
+        key = task.upper()
+        return [v for v in self.videos.values() if v.split == split and key in v.tasks]
+
+
+def _fit(values: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """`values` cut or padded (with the invalid markers `empty` holds) to len(empty) frames."""
+    m = min(len(empty), len(values))
+    empty[:m] = values[:m]
+    return empty
+
+
+def _read(path: Path, what: str, command: str, reader: Callable[[Path], _T]) -> _T:
+    if not path.is_file():
+        raise DataError(path, f"{what} missing: run `{command}` first")
+    try:
+        return reader(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(path, f"unreadable {what} ({type(exc).__name__}): re-run `{command}`") from None
+
+
+def _temporal_outputs(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """model name -> video -> (T, O) outputs of both groups of one task's temporal predictions."""
+    with h5py.File(path, "r") as h5:
+        groups = [g for g in _TEMPORAL_GROUPS if g in h5]
+    return {_TEMPORAL_GROUPS[g]: {name: rows["outputs"] for name, rows in read_predictions(path, g)[0].items()}
+            for g in groups}
+
+
+def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compound_path: Path) -> EvalData:
+    """Read every model's predictions and every video's labels; each prediction file must cover every video."""
+    models: dict[str, dict[str, dict[str, np.ndarray]]] = {task: {} for task in EVAL_TASKS}
+    for task in ("va", "expr", "au"):
+        models[task].update(_read(temporal_dir / f"{task}.h5", f"{task} temporal predictions",
+                                  f"abaw temporal --task {task}", _temporal_outputs))
+    fused, _ = _read(fusion_path, "fusion predictions", "abaw fusion", read_fusion_predictions)
+    for task in ("va", "expr", "au"):
+        models[task]["fusion"] = {name: rows[task] for name, rows in fused.items()}
+    compound, _ = _read(compound_path, "compound predictions", "abaw compound", read_compound_predictions)
+    models["ce"]["compound"] = {name: rows["ce"] for name, rows in compound.items()}
+    models["ce"]["zero-shot"] = {name: rows["zero_shot"] for name, rows in compound.items()}
+    valid = {name: rows["valid"].astype(bool) for name, rows in fused.items()}
+    raw = load_raw(raw_dir)
+    videos: dict[str, EvalVideo] = {}
+    for entry in raw.entries:
+        if entry.name not in valid:
+            raise DataError(fusion_path, f"no prediction for video {entry.name!r}: re-run `dvc repro`")
+        n = len(valid[entry.name])
+        for task, by_model in models.items():
+            for model, per_video in by_model.items():
+                if entry.name not in per_video or len(per_video[entry.name]) != n:
+                    raise DataError(raw_dir, f"{task} model {model!r}: predictions of {entry.name!r} missing or of "
+                                             f"another length than the fusion ones ({n} frames): re-run `dvc repro`")
+        labels15, ce, _ = load_labels(raw.raw_dir, entry)
+        videos[entry.name] = EvalVideo(entry.name, entry.split, tuple(entry.tasks),
+                                       _fit(labels15, empty_labels(n)), _fit(ce, empty_compound(n)), valid[entry.name])
+    return EvalData(videos, models)

@@ -1,0 +1,1 @@
+"""`abaw predict`: the trained chain on any video file."""

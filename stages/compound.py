@@ -1,0 +1,64 @@
+"""`abaw compound`: curriculum fine-tuning from single to compound expressions, compared with direct training
+and with the zero-shot score of the fusion model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages._common import ParamsOption, guarded, read_params
+
+app = typer.Typer(help="Compound expressions: curriculum fine-tuning vs direct training vs zero-shot.")
+
+
+@app.callback(invoke_without_command=True)
+@guarded
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    raw: Annotated[Path, typer.Option(help="data/raw from `abaw corpus`.", file_okay=False)] = Path("data/raw"),
+    features: Annotated[Path, typer.Option(help="Feature store from `abaw features`.", file_okay=False)] = Path(
+        "data/features.zarr"),
+    fusion: Annotated[Path, typer.Option(help="Fusion predictions (fusion.h5) from `abaw fusion`.",
+                                         dir_okay=False)] = Path("data/predictions/fusion/fusion.h5"),
+    models: Annotated[Path, typer.Option(help="Checkpoint folder (compound.pt).", file_okay=False)] = Path(
+        "models/compound"),
+    predictions: Annotated[Path, typer.Option(help="Per-frame predictions go to PREDICTIONS/compound.h5.",
+                                              file_okay=False)] = Path("data/predictions/compound"),
+    report: Annotated[Path, typer.Option(help="Stage metrics (JSON); curves go beside it in a folder of its name.",
+                                         dir_okay=False)] = Path("metrics/compound.json"),
+) -> None:
+    """Train the compound model with the curriculum (and directly, to compare); predict every video."""
+    from dvclive import Live
+
+    from pipeline_lib.train.compound_run import run_compound
+
+    params_ = read_params(params)
+    settings = params_.compound
+    total = sum(settings.curriculum.epochs)
+    with Live(str(report.with_suffix("")), dvcyaml=False, save_dvc_exp=False) as live:
+        def on_epoch(run: str, epoch: int, loss: float, val: float) -> None:
+            live.step = epoch  # the runs train one after the other: each curve is indexed by its own epoch
+            live.log_metric(f"{run}/train_loss", loss, plot=True)
+            live.log_metric(f"{run}/val_ce_f1", val, plot=True)
+            typer.echo(f"compound ({run}) epoch {epoch + 1}/{total}: loss {loss:.4f}, val CE F1 {val:.4f}")
+
+        def notice(message: str) -> None:
+            typer.secho(f"notice: {message}", fg=typer.colors.YELLOW, err=True)
+
+        metrics = run_compound(raw, features, fusion, settings, params_.window, models,
+                               predictions / "compound.h5", seed=params_.seed, on_epoch=on_epoch, notice=notice)
+        if not metrics["trained"]:  # keep the declared curves folder: one point saying nothing was trained
+            live.log_metric("trained", 0, plot=True)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    if not metrics["trained"]:
+        typer.echo(f"compound: zero-shot scores only ({metrics['reason']})")
+        return
+    line = (f"compound: val CE F1 curriculum {metrics['curriculum']['f1_macro']}, zero-shot "
+            f"{metrics['zero_shot']['f1_macro']}")
+    if "direct" in metrics:
+        line += f", direct {metrics['direct']['f1_macro']}"
+    typer.echo(line)

@@ -1,0 +1,94 @@
+"""The evaluate stage on a tiny real chain: scores of every model, post-processing, challenge files re-read by
+the ingest readers, plots and the summary."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline_lib.config import EvaluateSettings
+from pipeline_lib.data.annotations import read_annotation
+from pipeline_lib.data.errors import DataError
+from pipeline_lib.data.mtl import read_mtl
+from pipeline_lib.evaluate.run import run_evaluate
+from pipeline_lib.evaluate.scores import PostProcess, decide
+from pipeline_lib.evaluate.sources import load_eval_data
+from pipeline_lib.evaluate.submissions import nearest_face_fill
+from tests.train.conftest import FRAMES, build_chain
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> dict[str, Path]:
+    return build_chain(tmp_path_factory.mktemp("evaluate"))
+
+
+def test_nearest_face_fill_copies_the_closest_face_frame():
+    values = np.arange(6, dtype=np.float32)[:, None]  # (6, 1)
+    valid = np.array([False, True, False, False, True, False])
+    assert nearest_face_fill(values, valid)[:, 0].tolist() == [1, 1, 1, 4, 4, 4]  # a tie goes to the earlier one
+    assert nearest_face_fill(values, np.zeros(6, bool))[:, 0].tolist() == list(range(6))
+
+
+def test_decide_smooths_va_thresholds_aus_and_takes_the_argmax():
+    va = np.array([[0.0, 0.0], [0.9, 0.3], [0.0, 0.0]], np.float32)
+    smoothed = decide(PostProcess("va", va_smoothing=3), va, np.ones(3, bool))
+    np.testing.assert_allclose(smoothed[1], [0.3, 0.1], atol=1e-6)
+    thresholds = np.full(12, 0.5)
+    thresholds[0] = 0.2
+    au = decide(PostProcess("au", au_thresholds=thresholds), np.full((1, 12), 0.3), np.ones(1, bool))
+    assert au[0].tolist() == [1] + [0] * 11
+    assert decide(PostProcess("expr"), np.eye(8)[[3, 5]], np.ones(2, bool)).tolist() == [3, 5]
+
+
+def test_every_model_is_read_with_labels_on_the_store_frames(chain):
+    data = load_eval_data(chain["raw"], chain["temporal"], chain["fusion"], chain["compound"])
+    assert set(data.models["va"]) == {"frame-wise", "temporal", "fusion"}
+    assert set(data.models["ce"]) == {"compound", "zero-shot"}
+    assert [v.name for v in data.split("val", "ce")] == ["ce2"] and [v.name for v in data.split("val", "va")] == ["va1"]
+    assert data.videos["ce2"].ce[0] == -1 and data.videos["ce2"].n_frames == FRAMES
+
+
+def test_run_scores_writes_submissions_that_read_back_and_plots(chain, tmp_path: Path):
+    metrics, summary = run_evaluate(chain["raw"], chain["temporal"], chain["fusion"], chain["compound"],
+                                    EvaluateSettings(va_smoothing=5), tmp_path / "sub", tmp_path / "plots")
+    assert metrics["submissions"]["errors"] == [] and summary["submissions_ok"]
+    assert metrics["submissions"]["files"] == {"VA": 1, "EXPR": 1, "AU": 1, "CE": 1, "MTL": 1}
+    assert metrics["submissions"]["rows"] == {"VA": FRAMES, "EXPR": FRAMES, "AU": FRAMES, "CE": FRAMES,
+                                              "MTL": FRAMES}
+    for track, shape in (("VA", (FRAMES, 2)), ("EXPR", (FRAMES,)), ("AU", (FRAMES, 12)), ("CE", (FRAMES,))):
+        path = tmp_path / "sub" / track / "te1.txt"
+        assert read_annotation(path, track).shape == shape
+        assert len(path.read_text().splitlines()) == FRAMES + 1  # header + one line per frame
+    assert read_mtl(tmp_path / "sub" / "MTL" / "predictions.txt")["te1"].shape == (FRAMES, 15)
+    for task in ("va", "expr", "au", "ce"):
+        best = metrics["best"][task]
+        assert summary[task] == {"model": best, "value": max(
+            s["post"][{"va": "ccc_mean", "au": "f1_mean"}.get(task, "f1_macro")]
+            for s in metrics["models"][task].values())}
+    assert set(metrics["models"]["au"]["fusion"]["thresholds"]) == {f"AU{n}" for n in
+                                                                    (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26)}
+    assert sorted(metrics["plots"]) == ["au_f1.png", "ce_confusion.png", "expr_confusion.png", "va_scatter.png",
+                                        "va_timeseries.png"]
+    assert all((tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG" for name in metrics["plots"])
+    assert summary["mtl_fusion"] == metrics["mtl"]["fusion"]["mtl"]
+
+
+def test_missing_compound_predictions_name_the_stage(chain, tmp_path: Path):
+    with pytest.raises(DataError, match="run `abaw compound` first"):
+        load_eval_data(chain["raw"], chain["temporal"], chain["fusion"], tmp_path / "nope.h5")
+
+
+def test_cli_writes_metrics_and_summary(chain, tmp_path: Path, tiny_params_file: Path):
+    from stages.cli import app
+
+    args = ["evaluate", "--params", str(tiny_params_file), "--raw", str(chain["raw"]), "--temporal",
+            str(chain["temporal"]), "--fusion", str(chain["fusion"]), "--compound", str(chain["compound"]),
+            "--submissions", str(tmp_path / "sub"), "--plots", str(tmp_path / "plots"),
+            "--report", str(tmp_path / "evaluate.json"), "--summary", str(tmp_path / "summary.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "re-read with 0 error(s)" in result.output
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "evaluate.json").is_file()
