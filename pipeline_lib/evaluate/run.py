@@ -3,6 +3,7 @@ for the test lists, draw the plots, and sum it all up in a few headline numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from pipeline_lib.evaluate.submissions import SubmissionReport, nearest_face_fil
 __all__ = ["run_evaluate"]
 
 
-def _predictor(data: EvalData, scored: Scored):  # noqa: ANN202 - a closure, typed at its use
+def _predictor(data: EvalData, scored: Scored) -> Callable[[str, str], np.ndarray]:
+    """predict(task, video): the challenge values of the task's submission model, face-less frames filled."""
+
     def predict(task: str, video: str) -> np.ndarray:
         model = scored.best[task]
         entry = data.videos[video]
@@ -81,7 +84,7 @@ def run_evaluate(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compound_
         "va_smoothing": settings.va_smoothing,
         "val_videos": {task: len(data.split("val", task)) for task in scored.scores},
         "models": scored.scores, "best": scored.best,
-        "mtl": {m: mtl_of(scored, m) for m in ("frame-wise", "temporal", "fusion") if mtl_of(scored, m)},
+        "mtl": {m: mtl for m in ("frame-wise", "temporal", "fusion") if (mtl := mtl_of(scored, m)) is not None},
         "submissions": report.as_dict(), "plots": plots,
     }
     return metrics, _summary(scored, report)

@@ -59,8 +59,42 @@ def _check(path: Path, got: int, expected: int, errors: list[str]) -> None:
         errors.append(f"{path}: {got} prediction lines for {expected} frames")
 
 
-def write_submissions(out: Path, raw_dir: Path, predict: Callable[[str, str], np.ndarray],
-                      n_frames: Callable[[str], int]) -> SubmissionReport:
+Predict = Callable[[str, str], np.ndarray]
+
+
+def _write_track(out: Path, track: str, names: list[str], predict: Predict, n_frames: Callable[[str], int],
+                 errors: list[str]) -> tuple[int, int]:
+    """One per-video file for each test video of `track`, each read back: (files, frame lines)."""
+    files = rows = 0
+    for name in names:
+        path = out / track / f"{name}.txt"
+        write_annotation(path, track, predict(_TRACKS[track], name))
+        back = read_annotation(path, track)
+        _check(path, len(back), n_frames(name), errors)
+        files, rows = files + 1, rows + len(back)
+    return files, rows
+
+
+def _write_mtl(out: Path, names: list[str], predict: Predict, n_frames: Callable[[str], int],
+               errors: list[str]) -> tuple[int, int]:
+    """The single MTL file for the MTL test videos, read back: (1, frame lines)."""
+    path = out / "MTL" / MTL_FILE
+    labels = {}
+    for name in names:
+        table = empty_labels(n_frames(name))
+        table[:, :2] = predict("va", name)
+        table[:, COL_EXPR] = predict("expr", name)
+        table[:, COL_AU] = predict("au", name)
+        labels[name] = table
+    write_mtl(path, labels)
+    back = read_mtl(path)
+    for name in names:
+        _check(path, len(back.get(name, ())), n_frames(name), errors)
+    return 1, sum(len(v) for v in back.values())
+
+
+def write_submissions(out: Path, raw_dir: Path, predict: Predict, n_frames: Callable[[str], int]
+                      ) -> SubmissionReport:
     """Write every track whose test list exists under data/raw/test_set, then read each file back.
 
     predict(task, video) -> the challenge values of one test video for task "va" | "expr" | "au" | "ce"
@@ -78,27 +112,9 @@ def write_submissions(out: Path, raw_dir: Path, predict: Callable[[str, str], np
         files[track], rows[track] = 0, 0
         try:
             if track == "MTL":
-                path = out / "MTL" / MTL_FILE
-                labels = {}
-                for name in names:
-                    table = empty_labels(n_frames(name))
-                    table[:, :2] = predict("va", name)
-                    table[:, COL_EXPR] = predict("expr", name)
-                    table[:, COL_AU] = predict("au", name)
-                    labels[name] = table
-                write_mtl(path, labels)
-                back = read_mtl(path)
-                for name in names:
-                    _check(path, len(back.get(name, ())), n_frames(name), errors)
-                files[track], rows[track] = 1, sum(len(v) for v in back.values())
-                continue
-            for name in names:
-                path = out / track / f"{name}.txt"
-                write_annotation(path, track, predict(_TRACKS[track], name))
-                back = read_annotation(path, track)
-                _check(path, len(back), n_frames(name), errors)
-                files[track] += 1
-                rows[track] += len(back)
+                files[track], rows[track] = _write_mtl(out, names, predict, n_frames, errors)
+            else:
+                files[track], rows[track] = _write_track(out, track, names, predict, n_frames, errors)
         except (DataError, ValueError) as exc:
             errors.append(f"{track}: {exc}")
     return SubmissionReport(files, rows, errors)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,7 +22,7 @@ from pipeline_lib.data.labels import CE_NAMES, CE_PARTS, EXPR_NAMES
 from pipeline_lib.models.heads import ExprHead
 from pipeline_lib.models.temporal import TemporalModel
 
-__all__ = ["COMPOUND_MATRIX", "CompoundModel", "zero_shot_scores"]
+__all__ = ["COMPOUND_MATRIX", "CompoundModel", "zero_shot_probabilities", "zero_shot_scores"]
 
 
 def _compound_matrix() -> torch.Tensor:
@@ -40,6 +41,12 @@ def zero_shot_scores(expr_probs: torch.Tensor) -> torch.Tensor:
     if expr_probs.shape[-1] != len(EXPR_NAMES):
         raise ValueError(f"expected (..., {len(EXPR_NAMES)}) expression probabilities, got {tuple(expr_probs.shape)}")
     return expr_probs @ COMPOUND_MATRIX.to(expr_probs.device, expr_probs.dtype).T
+
+
+def zero_shot_probabilities(scores: np.ndarray) -> np.ndarray:
+    """(T, 7) zero-shot scores scaled to sum to 1 per frame: what the compound stage predicts when it has no
+    CE data to train on."""
+    return scores / np.maximum(scores.sum(1, keepdims=True), 1e-6)
 
 
 class CompoundModel(nn.Module):

@@ -19,12 +19,13 @@ import torch
 
 from pipeline_lib.config import Params
 from pipeline_lib.data.errors import DataError
+from pipeline_lib.data.labels import CE_NAMES, EXPR_NAMES
 from pipeline_lib.features.encode import build_extractor, encode_store
 from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.faces.extract import ExtractSettings, extract_faces
 from pipeline_lib.faces.store import read_track_info
 from pipeline_lib.metrics import smooth_va
-from pipeline_lib.models.compound import zero_shot_scores
+from pipeline_lib.models.compound import zero_shot_probabilities, zero_shot_scores
 from pipeline_lib.predict.render import FramePredictions
 from pipeline_lib.train.compound import predict_compound
 from pipeline_lib.train.compound_run import load_compound_model
@@ -73,7 +74,7 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
                   on_step: Callable[[str], None] = lambda step: None) -> ChainResult:
     """Run every trained model on `video`; raises DataError on an unreadable or non-video file."""
     fps = probe_fps(video)  # before loading any model: a bad path fails at once
-    from pipeline_lib.faces.detect import FaceDetector
+    from pipeline_lib.faces.detect import FaceDetector  # MTCNN weights load only when a video is to be read
 
     warnings: list[str] = []
     paths = {"mae": models_dir / "mae" / "mae.pt", "fusion": models_dir / "fusion" / "fusion.pt",
@@ -119,7 +120,7 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
     zero_shot = zero_shot_scores(torch.from_numpy(fused["expr"].astype(np.float32))).numpy()
     sources.update(fusion_expr=fused["hidden"].astype(np.float16), zero_shot=zero_shot.astype(np.float16))
     if compound is None:  # the compound stage had no CE data: its predictions are the zero-shot scores
-        ce = {"ce": zero_shot / np.maximum(zero_shot.sum(1, keepdims=True), 1e-6)}
+        ce = {"ce": zero_shot_probabilities(zero_shot)}
     else:
         compound_in = np.concatenate([sources[s] for s in compound_meta["sources"]], axis=1)
         [ce] = predict_compound(compound, [_arrays(video.stem, compound_in, valid)], int(compound_meta["window"]),
@@ -133,15 +134,14 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
 
 
 def summary(result: ChainResult) -> dict[str, Any]:
-    """A few numbers for the command's closing lines."""
+    """A few numbers for the command's closing lines (None where no frame has a face)."""
     p = result.predictions
-    from pipeline_lib.data.labels import CE_NAMES, EXPR_NAMES
-
     face = p.present
-    counts = np.bincount(p.expr[face].argmax(1), minlength=len(EXPR_NAMES)) if face.any() else np.zeros(8, int)
-    ce_counts = np.bincount(p.ce[face].argmax(1), minlength=len(CE_NAMES)) if face.any() else np.zeros(7, int)
-    return {"frames": p.n_frames, "faces": int(face.sum()),
-            "valence_mean": round(float(p.va[face, 0].mean()), 3) if face.any() else None,
-            "arousal_mean": round(float(p.va[face, 1].mean()), 3) if face.any() else None,
-            "top_expression": EXPR_NAMES[int(counts.argmax())] if face.any() else None,
-            "top_compound": CE_NAMES[int(ce_counts.argmax())] if face.any() else None}
+    out: dict[str, Any] = {"frames": p.n_frames, "faces": int(face.sum()), "valence_mean": None,
+                           "arousal_mean": None, "top_expression": None, "top_compound": None}
+    if face.any():
+        out.update(valence_mean=round(float(p.va[face, 0].mean()), 3),
+                   arousal_mean=round(float(p.va[face, 1].mean()), 3),
+                   top_expression=EXPR_NAMES[int(np.bincount(p.expr[face].argmax(1)).argmax())],
+                   top_compound=CE_NAMES[int(np.bincount(p.ce[face].argmax(1)).argmax())])
+    return out

@@ -1,21 +1,25 @@
 """Weights-only checkpoints: written atomically, read without unpickling anything but tensors and plain values.
 
-Every trained model of the pipeline (MAE, temporal, fusion) goes through
-these two functions, so a foreign or tampered file fails the same way
+Every trained model of the pipeline (MAE, temporal, fusion, compound) goes
+through `write_checkpoint` and `read_checkpoint`, so a foreign or tampered file fails the same way
 everywhere: a `CheckpointError` naming the file, never code run on load.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
 from pipeline_lib.data.errors import CheckpointError
 
-__all__ = ["read_checkpoint", "write_checkpoint"]
+__all__ = ["from_spec", "read_checkpoint", "rebuild", "save_spec_model", "write_checkpoint"]
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def write_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
@@ -38,3 +42,27 @@ def read_checkpoint(path: Path, missing: str = "missing") -> dict[str, Any]:
     if not isinstance(checkpoint, dict):
         raise CheckpointError(path, f"not a checkpoint this pipeline wrote (a {type(checkpoint).__name__})")
     return checkpoint
+
+
+def save_spec_model(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """A model that carries its constructor arguments in `.spec`: weights, spec and plain metadata."""
+    write_checkpoint(path, {"model": model.state_dict(), "spec": model.spec, "meta": meta})
+
+
+def from_spec(cls: type[M], checkpoint: dict[str, Any]) -> M:
+    """`cls(**spec)` with the checkpoint's weights loaded (the counterpart of `save_spec_model`)."""
+    model = cls(**checkpoint["spec"])
+    model.load_state_dict(checkpoint["model"])
+    return model
+
+
+def rebuild(path: Path, checkpoint: dict[str, Any], kind: str, build: Callable[[dict[str, Any]], M]
+            ) -> tuple[M, dict[str, Any]]:
+    """`build(checkpoint)` in eval mode and the checkpoint's metadata; a checkpoint of another model (missing
+    keys, wrong shapes) raises CheckpointError naming `kind`."""
+    try:
+        model = build(checkpoint)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"not a {kind} checkpoint ({type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:160]})") from None
+    return model.eval(), dict(checkpoint.get("meta", {}))

@@ -21,11 +21,11 @@ import numpy as np
 
 from pipeline_lib import __version__
 from pipeline_lib.config import CompoundSettings
-from pipeline_lib.data.errors import CheckpointError, DataError
+from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CE_NAMES
 from pipeline_lib.features.store import FeatureStore
-from pipeline_lib.models.compound import CompoundModel
-from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
+from pipeline_lib.models.compound import CompoundModel, zero_shot_probabilities
+from pipeline_lib.train.checkpoint import from_spec, read_checkpoint, rebuild, save_spec_model, write_checkpoint
 from pipeline_lib.train.predictions import read_video_groups
 from pipeline_lib.train.compound import (TrainedCompound, ce_class_f1, predict_compound, score_compound,
                                          train_compound)
@@ -40,13 +40,7 @@ def load_compound_model(path: Path) -> tuple[CompoundModel | None, dict[str, Any
     checkpoint = read_checkpoint(path, "missing: run `abaw compound` first")
     if checkpoint.get("zero_shot_only") is True:
         return None, dict(checkpoint.get("meta", {}))
-    try:
-        model = CompoundModel(**checkpoint["spec"])
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(path, f"not a compound checkpoint ({type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0][:160]})") from None
-    return model.eval(), dict(checkpoint.get("meta", {}))
+    return rebuild(path, checkpoint, "compound", lambda c: from_spec(CompoundModel, c))
 
 
 def read_compound_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
@@ -89,8 +83,7 @@ def _untrainable(data: CompoundData) -> str | None:
 def _zero_shot_only(data: CompoundData, reason: str, meta: dict[str, Any], models_dir: Path,
                     predictions_path: Path) -> dict[str, Any]:
     """Predictions from the fusion model's zero-shot scores alone, and a checkpoint that says so."""
-    predicted = [{"ce": z / np.maximum(z.sum(1, keepdims=True), 1e-6)} for z in
-                 (data.zero_shot[v.name] for v in data.every)]
+    predicted = [{"ce": zero_shot_probabilities(data.zero_shot[v.name])} for v in data.every]
     write_checkpoint(models_dir / "compound.pt", {"zero_shot_only": True, "meta": {**meta, "reason": reason}})
     _write_predictions(predictions_path, data, predicted, {**meta, "zero_shot_only": True})
     return {"trained": False, "reason": reason}
@@ -139,9 +132,8 @@ def run_compound(raw_dir: Path, store_path: Path, fusion_predictions: Path, sett
         val_probs = [p["ce"] for p, v in zip(predicted, data.every, strict=True) if any(v is w for w in data.val)]
         metrics[name] = _report(trained, val_probs, data)
         if name == "curriculum":
-            write_checkpoint(models_dir / "compound.pt", {
-                "model": trained.model.state_dict(), "spec": trained.model.spec,
-                "meta": {**meta, "best_epoch": trained.best_epoch + 1, "val": trained.best}})
+            save_spec_model(models_dir / "compound.pt", trained.model,
+                            {**meta, "best_epoch": trained.best_epoch + 1, "val": trained.best})
             _write_predictions(predictions_path, data, predicted, meta)
     if "direct" in metrics:
         gap = metrics["curriculum"]["f1_macro"] - metrics["direct"]["f1_macro"]

@@ -22,14 +22,13 @@ import numpy as np
 
 from pipeline_lib import __version__
 from pipeline_lib.config import FusionSettings
-from pipeline_lib.data.errors import CheckpointError
 from pipeline_lib.data.labels import COL_EXPR, EXPR_NAMES
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.metrics import TASK_METRICS
 from pipeline_lib.models.fusion import FusionModel
-from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
+from pipeline_lib.train.checkpoint import from_spec, read_checkpoint, rebuild, save_spec_model
 from pipeline_lib.train.predictions import read_video_groups
-from pipeline_lib.train.fusion import TrainedFusion, expr_class_f1, predict_fusion, score_fusion, train_fusion
+from pipeline_lib.train.fusion import TrainedFusion, expr_class_f1, predict_fusion, train_fusion
 from pipeline_lib.train.fusion_data import FusionData, load_fusion_data, pseudo_pool, with_pseudo_labels
 from pipeline_lib.train.pseudo import PseudoLabels, make_pseudo_labels
 from pipeline_lib.features.windows import VideoArrays
@@ -67,20 +66,10 @@ def _rarest_class(train: list[VideoArrays], val: list[VideoArrays]) -> int:
     return int(present[np.argmin(counts[present])])
 
 
-def _save(path: Path, model: FusionModel, meta: dict[str, Any]) -> None:
-    write_checkpoint(path, {"model": model.state_dict(), "spec": model.spec, "meta": meta})
-
-
 def load_fusion_model(path: Path) -> tuple[FusionModel, dict[str, Any]]:
     """The trained fusion model (eval mode) and its metadata; foreign or corrupt files raise CheckpointError."""
     checkpoint = read_checkpoint(path, "missing: run `abaw fusion` first")
-    try:
-        model = FusionModel(**checkpoint["spec"])
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(path, f"not a fusion checkpoint ({type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0][:160]})") from None
-    return model.eval(), dict(checkpoint.get("meta", {}))
+    return rebuild(path, checkpoint, "fusion", lambda c: from_spec(FusionModel, c))
 
 
 def _write_predictions(path: Path, data: FusionData, predicted: list[dict[str, np.ndarray]],
@@ -160,7 +149,7 @@ def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, sett
             metrics["val"] = {k: report.pop(k) for k in ("ccc_valence", "ccc_arousal", "ccc_mean", "expr_f1",
                                                          "au_f1_mean", "mtl")}
             metrics.update(report)
-            _save(models_dir / "fusion.pt", trained.model, {**meta, "best_epoch": trained.best_epoch + 1,
+            save_spec_model(models_dir / "fusion.pt", trained.model, {**meta, "best_epoch": trained.best_epoch + 1,
                                                             "val": metrics["val"]})
             _write_predictions(predictions_path, data, predicted, labels, meta)
         else:

@@ -22,10 +22,9 @@ import numpy as np
 
 from pipeline_lib import __version__
 from pipeline_lib.config import ResolvedTemporal
-from pipeline_lib.data.errors import CheckpointError
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.models.temporal import TemporalModel
-from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
+from pipeline_lib.train.checkpoint import read_checkpoint, rebuild, write_checkpoint
 from pipeline_lib.train.task_data import TaskData, load_task_data
 from pipeline_lib.train.temporal import TaskNetwork, TrainedTemporal, predict_videos, score_task, train_temporal
 
@@ -51,15 +50,14 @@ def save_task_network(path: Path, network: TaskNetwork, dropout: float, meta: di
 def load_task_network(path: Path) -> tuple[TaskNetwork, dict[str, Any]]:
     """A trained task network (eval mode) and its metadata; foreign or corrupt files raise CheckpointError."""
     checkpoint = read_checkpoint(path, "missing: run `abaw temporal` for this task first")
-    try:
-        spec, state = checkpoint["spec"], checkpoint["model"]
-        temporal = TemporalModel(**spec)
-        network = TaskNetwork(checkpoint["task"], temporal, state["mean"], state["std"], checkpoint["dropout"])
+
+    def build(c: dict[str, Any]) -> TaskNetwork:
+        state = c["model"]
+        network = TaskNetwork(c["task"], TemporalModel(**c["spec"]), state["mean"], state["std"], c["dropout"])
         network.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(path, f"not a temporal checkpoint ({type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0][:160]})") from None
-    return network.eval(), dict(checkpoint.get("meta", {}))
+        return network
+
+    return rebuild(path, checkpoint, "temporal", build)
 
 
 def _write_predictions(path: Path, data: TaskData, predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]],

@@ -103,19 +103,27 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
     return build_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def build_chain(root: Path, window: int = 16) -> dict[str, Path]:
-    """Every trained stage after features on the tiny corpus with CE videos: temporal (3 tasks), fusion and
-    compound, tiny settings. Keys: raw, store, temporal, fusion, compound, models."""
-    from pipeline_lib.config import CompoundSettings, FusionSettings, TemporalSettings
-    from pipeline_lib.train.compound_run import run_compound
-    from pipeline_lib.train.fusion_run import run_fusion
+def train_task_models(raw: Path, store: Path, models: Path, predictions: Path, window: int) -> None:
+    """The three temporal task models (2 epochs, tiny), checkpoints under `models`, `<task>.h5` under
+    `predictions`."""
+    from pipeline_lib.config import TemporalSettings
     from pipeline_lib.train.temporal_run import run_temporal_task
 
-    raw, store = build_corpus(root, au=True, unlabeled=True, ce=True)
     base = {"epochs": 2, "hidden": 8, "layers": 1, "heads": 2, "batch_size": 4, "threads": 1}
     for task in ("va", "expr", "au"):
         settings = TemporalSettings().resolve(task, window).model_copy(update=base)
-        run_temporal_task(raw, store, settings, root / "models" / "temporal", root / "pred" / "temporal" / f"{task}.h5")
+        run_temporal_task(raw, store, settings, models, predictions / f"{task}.h5", seed=0)
+
+
+def build_chain(root: Path, window: int = 16) -> dict[str, Path]:
+    """Every trained stage after features on the tiny corpus with CE videos: temporal (3 tasks), fusion and
+    compound, tiny settings. Keys: raw, store, temporal, fusion, compound, models."""
+    from pipeline_lib.config import CompoundSettings, FusionSettings
+    from pipeline_lib.train.compound_run import run_compound
+    from pipeline_lib.train.fusion_run import run_fusion
+
+    raw, store = build_corpus(root, au=True, unlabeled=True, ce=True)
+    train_task_models(raw, store, root / "models" / "temporal", root / "pred" / "temporal", window)
     fusion = FusionSettings(epochs=2, hidden=8, heads=2, batch_size=4, threads=1, pseudo={"compare": False})
     run_fusion(raw, store, root / "pred" / "temporal", fusion, window, root / "models" / "fusion",
                root / "pred" / "fusion" / "fusion.h5", notice=lambda message: None)

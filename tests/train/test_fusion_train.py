@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_lib.config import FusionSettings, TemporalSettings
+from pipeline_lib.config import FusionSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
-from pipeline_lib.data.labels import COL_EXPR
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.train.fusion import FusionLoss
 from pipeline_lib.train.fusion_data import COL_PSEUDO, load_fusion_data, pseudo_pool, with_pseudo_labels
 from pipeline_lib.train.fusion_run import load_fusion_model, run_fusion
-from pipeline_lib.train.temporal_run import run_temporal_task
-from tests.train.conftest import build_corpus
+from tests.train.conftest import build_corpus, train_task_models
 
 WINDOW = 16
 
@@ -27,10 +25,7 @@ def fused(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(raw, store, temporal predictions dir): all three task models trained for 2 epochs."""
     root = tmp_path_factory.mktemp("fusion")
     raw, store = build_corpus(root, au=True, unlabeled=True)
-    base = {"epochs": 2, "hidden": 8, "layers": 1, "heads": 2, "batch_size": 4, "threads": 1}
-    for task in ("va", "expr", "au"):
-        settings = TemporalSettings().resolve(task, WINDOW).model_copy(update=base)
-        run_temporal_task(raw, store, settings, root / "models", root / "pred" / f"{task}.h5", seed=0)
+    train_task_models(raw, store, root / "models", root / "pred", WINDOW)
     return raw, store, root / "pred"
 
 
