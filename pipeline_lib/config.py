@@ -198,7 +198,7 @@ class PseudoSettings(_Section):
     weight: Annotated[float, Field(ge=0, le=100)] = 0.5  # loss weight of pseudo-labelled frames vs labelled ones
     uniform_sampling: bool = True  # draw training windows so every EXPR class is seen equally often
     debias: bool = True  # logit adjustment by the pseudo-labelled pool's class prior
-    compare: bool = True  # also train the same model without pseudo-labels and report both
+    compare: bool = False  # also train the same model without pseudo-labels in the same run and report both
 
 
 class LossWeights(_Section):
@@ -346,17 +346,40 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise ConfigError(f"{source}: {problems}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader (no tags that build objects), refusing a key given twice in one mapping: plain PyYAML
+    keeps the last value silently, so a second `window:` lower down would quietly win."""
+
+
+def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode,
+                                deep: bool = False) -> dict[Any, Any]:
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+            key = loader.construct_object(key_node)
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice, first at line {first[key]}", key_node.start_mark)
+            first[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def load_params(path: Path | str = "params.yaml") -> Params:
-    """Read and validate params.yaml (safe YAML only)."""
+    """Read and validate params.yaml (safe YAML only; a key given twice is an error)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: not found (run from the project root or pass --params)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if raw is None:  # a zero-byte or comment-only file would otherwise run every default silently
+        raise ConfigError(f"{path}: empty (expected the settings: seed, window and one section per stage)")
     return parse_params(raw, source=str(path))
 
 

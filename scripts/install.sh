@@ -13,10 +13,11 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
+S3_VENV=${S3_VENV:-.venv-s3}
 STAMP="$VENV/.abaw-install-stamp"
-want=$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt scripts/install.sh scripts/s3_server_requirements.txt | sha256sum | cut -d' ' -f1)
 
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$S3_VENV/bin/moto_server" ]]; then
     echo "install: $VENV is up to date"
     exit 0
 fi
@@ -40,5 +41,14 @@ pip install -q --no-deps facenet-pytorch==2.5.3
 echo "install: the project and its pinned dependencies"
 pip install -q -c constraints.txt -e '.[dev]'
 "$VENV/bin/python" -c "import torch, torchvision, facenet_pytorch, zarr, dvc, av; print('install: ok, torch', torch.__version__)"
+
+# The tests of team sharing push to and pull from a real S3-compatible server
+# on 127.0.0.1: moto's server, in its own small venv (~140 MB): moto brings
+# boto3, whose exact botocore pin moves with every release and would fight the
+# one dvc-s3's aiobotocore pins in .venv.
+echo "install: moto S3 server for the team-remote tests ($S3_VENV)"
+[[ -x "$S3_VENV/bin/python" ]] || "$PYTHON" -m venv "$S3_VENV"
+"$S3_VENV/bin/python" -m pip --disable-pip-version-check install -q -r scripts/s3_server_requirements.txt \
+    2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2)
 
 echo "$want" > "$STAMP"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
@@ -12,6 +15,8 @@ import typer
 
 from pipeline_lib.config import ConfigError, Params, load_params
 from pipeline_lib.data.errors import DataError
+from pipeline_lib.data.layout import write_text_atomic
+from pipeline_lib.share.remote import RemoteError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,7 +32,7 @@ ParamsOption = Annotated[
 ]
 
 # Faults a user can cause with their input: reported in one line, exit code 2.
-EXPECTED_FAULTS: tuple[type[Exception], ...] = (ConfigError, DataError)
+EXPECTED_FAULTS: tuple[type[Exception], ...] = (ConfigError, DataError, RemoteError)
 
 
 def fail(message: str) -> typer.Exit:
@@ -36,18 +41,41 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `kill`'s stop), raised like Ctrl-C so writers remove their partial files."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def guarded(func: Callable[P, R]) -> Callable[P, R]:
-    """Run a stage body; expected faults become one red line instead of a traceback."""
+    """Run a stage body; expected faults become one red line instead of a traceback.
+
+    Ctrl-C and SIGTERM unwind the stage (every writer drops its partial file on
+    the way out), print one line and exit 128 + the signal number.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        main_thread = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
         try:
             return func(*args, **kwargs)
         except EXPECTED_FAULTS as exc:
             raise fail(str(exc)) from None
-        except KeyboardInterrupt:
-            typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            typer.secho(f"interrupted ({signal.Signals(signum).name}): re-run to finish", fg=typer.colors.YELLOW,
+                        err=True)
+            sys.exit(128 + signum)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
     return wrapper
 
@@ -55,3 +83,8 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
 def read_params(path: Path) -> Params:
     """Load and validate params before any work starts."""
     return load_params(path)
+
+
+def write_report(path: Path, content: object) -> None:
+    """A stage's metrics JSON, written atomically: a killed stage leaves the old file or none, never half of one."""
+    write_text_atomic(path, json.dumps(content, indent=2) + "\n")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import __version__
-from stages import compound, corpus, evaluate, faces, features, fusion, predict, pretrain, temporal
+from stages import compound, corpus, evaluate, faces, features, fusion, predict, pretrain, share, temporal
 
 app = typer.Typer(
     name="abaw",
@@ -41,9 +41,14 @@ app.add_typer(temporal.app, name="temporal")
 app.add_typer(fusion.app, name="fusion")
 app.add_typer(compound.app, name="compound")
 app.add_typer(evaluate.app, name="evaluate")
+app.add_typer(share.app, name="share")
 app.command(name="predict", help="Predict VA, expression, AUs and compound expression on any video file.")(
     predict.main)
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # `python -m stages.cli ...`, e.g. under torchrun
+    main()

@@ -3,13 +3,12 @@ and with the zero-shot score of the fusion model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, guarded, read_params
+from stages._common import ParamsOption, guarded, read_params, write_report
 
 app = typer.Typer(help="Compound expressions: curriculum fine-tuning vs direct training vs zero-shot.")
 
@@ -52,8 +51,7 @@ def main(
                                predictions / "compound.h5", seed=params_.seed, on_epoch=on_epoch, notice=notice)
         if not metrics["trained"]:  # keep the declared curves folder: one point saying nothing was trained
             live.log_metric("trained", 0, plot=True)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_report(report, metrics)
     if not metrics["trained"]:
         typer.echo(f"compound: zero-shot scores only ({metrics['reason']})")
         return

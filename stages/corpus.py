@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipeline_lib.data.prepare import prepare_raw
-from stages._common import ParamsOption, guarded, read_params
+from stages._common import ParamsOption, guarded, read_params, write_report
 
 app = typer.Typer(help="Build data/raw: the demo corpus (data.source: demo) or an Aff-Wild2 import.")
 
@@ -27,8 +26,7 @@ def main(
     """Generate the demo corpus or import a real Aff-Wild2 copy, then write the manifest."""
     settings = read_params(params)
     result = prepare_raw(out, settings.data, seed=settings.seed, workers=workers)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(result.metrics(), indent=2) + "\n", encoding="utf-8")
+    write_report(report, result.metrics())
     for warning in result.warnings:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     typer.echo(result.summary_line())

@@ -3,13 +3,12 @@ submissions for the test lists, plots and the headline summary."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, guarded, read_params
+from stages._common import ParamsOption, guarded, read_params, write_report
 
 app = typer.Typer(help="Score every model, write challenge submissions and plots.")
 
@@ -39,8 +38,7 @@ def main(
     settings = read_params(params).evaluate
     metrics, headline = run_evaluate(raw, temporal, fusion, compound, settings, submissions, plots)
     for path, content in ((report, metrics), (summary, headline)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        write_report(path, content)
     for task in ("va", "expr", "au", "ce"):
         if task in headline:
             typer.echo(f"{task}: best on validation {headline[task]['model']} {headline[task]['value']}")

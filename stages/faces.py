@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from pipeline_lib.faces.build import build_face_stores, parse_shard
-from pipeline_lib.faces.runner import FaceJob, JobResult
 from stages._common import ParamsOption, fail, guarded, read_params
+
+if TYPE_CHECKING:  # the face library pulls in MTCNN, scikit-image and matplotlib: imported when the stage runs
+    from pipeline_lib.faces.runner import FaceJob, JobResult
 
 app = typer.Typer(help="Face detection, subject choice and 5-point alignment into the HDF5 face store.")
 
@@ -31,6 +32,8 @@ def main(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Write one face store per video subject; finished stores with matching provenance are skipped."""
+    from pipeline_lib.faces.build import build_face_stores, parse_shard
+
     settings = read_params(params).faces
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})

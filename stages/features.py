@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, fail, guarded, read_params
+from stages._common import ParamsOption, fail, guarded, read_params, write_report
 
 app = typer.Typer(help="Frame features from frozen encoders (mae, random) into the zarr feature store.")
 
@@ -42,8 +42,7 @@ def main(
         task = bars.add_task("features", total=None)
         metrics = build_features(raw, faces, checkpoint, out, settings.features, seed=settings.seed, shard=shard_pair,
                                  on_video=lambda v: bars.advance(task, 1))
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_report(report, metrics)
     probe = metrics.get("expr_probe_macro_f1", {})
     typer.echo(f"features: {metrics['videos']} videos x {len(metrics['extractors'])} extractors, "
                f"{metrics['arrays_written']} arrays written, {metrics['arrays_resumed']} already current; "

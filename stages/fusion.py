@@ -3,13 +3,12 @@ pseudo-labels from the EXPR temporal model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, guarded, read_params
+from stages._common import ParamsOption, guarded, read_params, write_report
 
 app = typer.Typer(help="Multi-task fusion with task dependencies and semi-supervised EXPR pseudo-labels.")
 
@@ -50,8 +49,7 @@ def main(
 
         metrics = run_fusion(raw, features, temporal, settings, params_.window, models,
                              predictions / "fusion.h5", seed=params_.seed, on_epoch=on_epoch, notice=notice)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_report(report, metrics)
     val, individual = metrics["val"], metrics["individual"]
     typer.echo(f"fusion ({settings.fusion}, {settings.dependency}): val MTL {val['mtl']} "
                f"(CCC {val['ccc_mean']}, EXPR F1 {val['expr_f1']}, AU F1 {val['au_f1_mean']}) vs best individual "

@@ -30,9 +30,8 @@ TINY_DEMO: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def tiny_params_dict() -> dict[str, Any]:
-    """params.yaml of the project with the demo corpus shrunk (a fresh copy per test)."""
+def tiny_params_raw() -> dict[str, Any]:
+    """params.yaml of the project with the demo corpus and every model shrunk (a fresh copy per call)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["data"]["demo"].update(TINY_DEMO)
     raw["faces"]["workers"] = 1  # a spawned pool costs seconds of start-up; one test covers it
@@ -41,6 +40,11 @@ def tiny_params_dict() -> dict[str, Any]:
     raw["fusion"].update(epochs=1, hidden=16, heads=2)
     raw["compound"].update(hidden=16, heads=2, curriculum={"epochs": [1, 1], "share": [0.0, 1.0]})
     return raw
+
+
+@pytest.fixture
+def tiny_params_dict() -> dict[str, Any]:
+    return tiny_params_raw()
 
 
 @pytest.fixture

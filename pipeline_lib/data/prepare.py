@@ -86,11 +86,23 @@ def _fresh_partial(out: Path) -> Path:
     return partial
 
 
-def validate_annotations(label_root: Path, entries: list[VideoEntry]) -> tuple[list[VideoEntry], list[str]]:
+def _shown(err: DataError, label_root: Path, shown_root: Path | None) -> str:
+    """`err` as one line, its file named under `shown_root` (where the folder ends up) rather than `label_root`."""
+    if shown_root is None or err.path is None or not err.path.is_relative_to(label_root):
+        return str(err)
+    return str(DataError(shown_root / err.path.relative_to(label_root), err.message, err.line))
+
+
+def validate_annotations(label_root: Path, entries: list[VideoEntry],
+                         shown_root: Path | None = None) -> tuple[list[VideoEntry], list[str]]:
     """Parse every annotation file once, now rather than mid-training.
 
     A broken file costs only its own task for its own video: the task is
     dropped from that entry and the file's one-line error becomes a warning.
+    A file whose line count differs from the video's decoded frames is kept
+    (labels are aligned by frame index) and reported once, here. Warnings name
+    files under `shown_root` when given (the finished folder of a build that
+    is still being written under `label_root`).
     """
     layout = AffWild2Layout(label_root)
     warnings: list[str] = []
@@ -99,7 +111,7 @@ def validate_annotations(label_root: Path, entries: list[VideoEntry]) -> tuple[l
             try:
                 read_mtl(layout.mtl_path(split))
             except DataError as exc:
-                warnings.append(f"{exc}; MTL file ignored")
+                warnings.append(f"{_shown(exc, label_root, shown_root)}; MTL file ignored")
     checked: list[VideoEntry] = []
     for entry in entries:
         if entry.split not in ("train", "val"):  # test/unlabeled videos have no label files
@@ -109,11 +121,15 @@ def validate_annotations(label_root: Path, entries: list[VideoEntry]) -> tuple[l
         for task in entry.tasks:
             path = layout.annotation_path(task, entry.split, entry.name)
             try:
-                if path.is_file():
-                    read_annotation(path, task)
-                kept.append(task)
+                lines = len(read_annotation(path, task)) if path.is_file() else None
             except DataError as exc:
-                warnings.append(f"{exc}; {task} labels of '{entry.name}' skipped")
+                warnings.append(f"{_shown(exc, label_root, shown_root)}; {task} labels of '{entry.name}' skipped")
+                continue
+            kept.append(task)
+            if lines is not None and lines != entry.n_frames:
+                mismatch = DataError(path, f"{lines} label lines for {entry.n_frames} decoded frames; "
+                                           "aligned by frame index")
+                warnings.append(_shown(mismatch, label_root, shown_root))
         checked.append(dataclasses.replace(entry, tasks=tuple(kept)) if len(kept) < len(entry.tasks) else entry)
     return checked, warnings
 
@@ -122,7 +138,8 @@ def _finish(partial: Path, out: Path, kind: str, video_root: str, source: str) -
     # Labels are checked where the user keeps them, so messages name their files.
     label_root = partial if video_root == "." else Path(video_root)
     entries, warnings = build_manifest(label_root)
-    entries, label_warnings = validate_annotations(label_root, entries)
+    shown_root = out if label_root == partial else None  # the demo's files are named where they end up
+    entries, label_warnings = validate_annotations(label_root, entries, shown_root)
     warnings = [*warnings, *label_warnings]
     write_manifest(partial / MANIFEST_FILE, entries)
     info = {"kind": kind, "video_root": video_root, "source": source}

@@ -20,9 +20,7 @@ from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import empty_compound, empty_labels
 from pipeline_lib.data.manifest import load_labels
 from pipeline_lib.data.prepare import load_raw
-from pipeline_lib.train.compound_run import read_compound_predictions
-from pipeline_lib.train.fusion_run import read_fusion_predictions
-from pipeline_lib.train.temporal_run import read_predictions
+from pipeline_lib.train.predictions import read_predictions, read_video_groups
 
 __all__ = ["EVAL_TASKS", "EvalData", "EvalVideo", "load_eval_data"]
 
@@ -88,10 +86,10 @@ def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compoun
     for task in ("va", "expr", "au"):
         models[task].update(_read(temporal_dir / f"{task}.h5", f"{task} temporal predictions",
                                   f"abaw temporal --task {task}", _temporal_outputs))
-    fused, _ = _read(fusion_path, "fusion predictions", "abaw fusion", read_fusion_predictions)
+    fused, _ = _read(fusion_path, "fusion predictions", "abaw fusion", read_video_groups)
     for task in ("va", "expr", "au"):
         models[task]["fusion"] = {name: rows[task] for name, rows in fused.items()}
-    compound, _ = _read(compound_path, "compound predictions", "abaw compound", read_compound_predictions)
+    compound, _ = _read(compound_path, "compound predictions", "abaw compound", read_video_groups)
     models["ce"]["compound"] = {name: rows["ce"] for name, rows in compound.items()}
     models["ce"]["zero-shot"] = {name: rows["zero_shot"] for name, rows in compound.items()}
     valid = {name: rows["valid"].astype(bool) for name, rows in fused.items()}

@@ -11,6 +11,7 @@ change of settings or of this package's code redoes them.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import queue
 import time
@@ -243,14 +244,22 @@ def run_jobs(jobs: list[FaceJob], settings: FacesSettings, out_dir: Path,
                              initargs=(settings.threads_per_worker, progress)) as pool:
         pending: dict[Future[JobResult], FaceJob] = {
             pool.submit(_run_in_worker, job, settings, out_dir): job for job in ordered}
-        while pending:
-            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            drain()
-            for future in done:
-                job = pending.pop(future)
-                if job.key not in started:
-                    started.add(job.key)
-                    on_start(job)
-                results.append(future.result())
-                on_done(results[-1])
+        try:
+            while pending:
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                drain()
+                for future in done:
+                    job = pending.pop(future)
+                    if job.key not in started:
+                        started.add(job.key)
+                        on_start(job)
+                    results.append(future.result())
+                    on_done(results[-1])
+        except BaseException:
+            # Ctrl-C, SIGTERM or a failed job: stop the workers now. Leaving the `with` would otherwise run
+            # every queued video first; a store cut short stays a hidden partial file, pruned by the next run.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in multiprocessing.active_children():
+                worker.terminate()
+            raise
     return sorted(results, key=lambda r: r.key)

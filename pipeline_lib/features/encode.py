@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
@@ -25,6 +24,7 @@ from pipeline_lib import __version__
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.models.mae import MAE, normalize
 from pipeline_lib.models.registry import Registry
+from pipeline_lib.train.face_frames import open_face_store
 from pipeline_lib.train.pretrain import load_mae
 
 __all__ = ["EXTRACTORS", "VideoFeatures", "build_extractor", "encode_store", "extract_features", "register_extractor"]
@@ -78,7 +78,7 @@ def encode_store(model: torch.nn.Module, face_store: Path, batch_size: int, devi
     Crops are read in contiguous blocks (one HDF5 read per batch) and only the
     frames with a face are encoded.
     """
-    with h5py.File(face_store, "r") as h5:
+    with open_face_store(face_store) as h5:
         present = h5["present"][...]  # (T,)
         crops = h5["crops"]
         size = crops.shape[1]
@@ -111,7 +111,7 @@ def file_digest(path: Path) -> str:
 
 
 def _face_provenance_digest(face_store: Path) -> str:
-    with h5py.File(face_store, "r") as h5:
+    with open_face_store(face_store) as h5:
         return hashlib.sha256(str(h5.attrs.get("provenance", "")).encode()).hexdigest()[:16]
 
 
@@ -134,7 +134,7 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
             provenance = json.loads(json.dumps(provenance))
             start = time.perf_counter()
             if store.is_current(extractor, name, provenance):
-                with h5py.File(face_store, "r") as h5:
+                with open_face_store(face_store) as h5:
                     frames = len(h5["present"])
                 done.append(VideoFeatures(extractor, name, frames, 0, True, 0.0))
             else:

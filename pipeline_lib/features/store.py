@@ -9,7 +9,12 @@ data, which is why the unit of work is the whole video.
 
 A write is only finished when `attrs["complete"]` is set, and that happens
 last, after the data and the provenance: a run killed mid-video leaves an
-array that is neither listed nor current, and the next run rebuilds it.
+array that is neither listed nor current, and the next run rebuilds it. The
+same last step stores a checksum of the data (`attrs["sha256"]`), checked on
+every read: a shard truncated or overwritten on disk would otherwise read as
+zeros (zarr's fill value) without a word; instead it raises
+`DamagedFeaturesError` naming the array, and is not current, so the next
+`abaw features` rebuilds it.
 Readers take a whole video into RAM at once (a zarr read costs ~1 ms, so
 windows are sliced from memory, never from the store).
 
@@ -19,6 +24,7 @@ spawned workers, each opening its own handle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -28,16 +34,31 @@ from typing import Any, Final, Literal
 import numpy as np
 import zarr
 
-__all__ = ["FeatureStore", "FeatureStoreError", "shard_layout"]
+from pipeline_lib.data.errors import DataError
+
+__all__ = ["DamagedFeaturesError", "FeatureStore", "FeatureStoreError", "shard_layout"]
 
 VALID_SUFFIX: Final[str] = ".valid"  # `<video>.valid` sits beside `<video>`
 _PROVENANCE: Final[str] = "provenance"  # attrs key holding the JSON provenance mapping
 _COMPLETE: Final[str] = "complete"  # attrs key set to True as the very last step of a write
+_CHECKSUM: Final[str] = "sha256"  # attrs key: digest of the stored features and validity, set with `complete`
 CHUNK_ROWS: Final[int] = 256  # at most this many frames per inner chunk
 
 
 class FeatureStoreError(LookupError):
     """A video (or extractor, or the store itself) asked for is missing or unfinished."""
+
+
+class DamagedFeaturesError(DataError):
+    """A finished array whose bytes no longer decode, or no longer match the checksum written with them."""
+
+
+def _checksum(features: np.ndarray, valid: np.ndarray) -> str:
+    """Digest of features (T, D) float16 and valid (T,) bool as stored, shape included."""
+    digest = hashlib.sha256(repr((features.shape, valid.shape)).encode())
+    digest.update(np.ascontiguousarray(features, dtype=np.float16).tobytes())
+    digest.update(np.ascontiguousarray(valid, dtype=bool).tobytes())
+    return digest.hexdigest()
 
 
 def _normalise(provenance: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,7 +186,8 @@ class FeatureStore:
                            fill_value=False, overwrite=True)[...] = valid
         if n_frames:
             array[...] = stored
-        array.attrs[_COMPLETE] = True  # last: only now does the video count as written
+        # Last, in one metadata write: only now does the video count as written.
+        array.update_attributes({_CHECKSUM: _checksum(stored, valid), _COMPLETE: True})
 
     def delete(self, extractor: str, video: str) -> None:
         """Remove a video's arrays (the features array, holding the complete mark, first); absent is fine."""
@@ -182,25 +204,46 @@ class FeatureStore:
     # --- reading -----------------------------------------------------------------------------------
 
     def is_current(self, extractor: str, video: str, provenance: Mapping[str, Any]) -> bool:
-        """True when the video's arrays exist, are complete and were written with this provenance (resume check)."""
+        """True when the video's arrays exist, are complete, read back intact and were written with this
+        provenance (resume check)."""
         array = self._array(extractor, video)
         if array is None or array.attrs.get(_COMPLETE) is not True:
             return False
         group = self._extractor(extractor)
         assert group is not None
-        return (video + VALID_SUFFIX) in group and array.attrs.get(_PROVENANCE) == _normalise(provenance)
+        if (video + VALID_SUFFIX) not in group or array.attrs.get(_PROVENANCE) != _normalise(provenance):
+            return False
+        if _CHECKSUM not in array.attrs:  # written before checksums: rebuild it once
+            return False
+        try:
+            self.read(extractor, video)
+        except DamagedFeaturesError:
+            return False
+        return True
 
     def read(self, extractor: str, video: str) -> tuple[np.ndarray, np.ndarray]:
-        """The whole video in RAM: (features (T, D) float16, valid (T,) bool)."""
+        """The whole video in RAM: (features (T, D) float16, valid (T,) bool).
+
+        Raises FeatureStoreError when the video is absent or unfinished, and
+        DamagedFeaturesError (naming the array) when its bytes on disk no longer
+        decode or no longer match the checksum written with them.
+        """
         array = self._finished(extractor, video)
         group = self._extractor(extractor)
         assert group is not None
+        where = self.path / extractor / video
         try:
             valid = group[video + VALID_SUFFIX][...]  # (T,)
+            features = array[...]  # (T, D)
         except KeyError:
             raise FeatureStoreError(f"no validity array for video {video!r} of extractor {extractor!r}") from None
-        features = array[...]  # (T, D)
-        assert features.shape[:1] == valid.shape, (features.shape, valid.shape)
+        except (ValueError, RuntimeError, OSError, EOFError) as exc:  # codec or shard-index failures
+            raise DamagedFeaturesError(where, f"damaged on disk (cannot be decoded: {type(exc).__name__}); "
+                                              "re-run `abaw features` to rebuild it") from None
+        expected = array.attrs.get(_CHECKSUM)
+        if features.shape[:1] != valid.shape or (expected is not None and _checksum(features, valid) != expected):
+            raise DamagedFeaturesError(where, "damaged on disk (does not match the checksum written with it); "
+                                              "re-run `abaw features` to rebuild it")
         return features, valid.astype(bool)
 
     def provenance(self, extractor: str, video: str) -> dict[str, Any]:

@@ -26,8 +26,12 @@ def write_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
     """torch.save to a hidden partial file, then rename: a crash never leaves a half file under `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    torch.save(checkpoint, partial)
-    os.replace(partial, path)
+    try:
+        torch.save(checkpoint, partial)
+        os.replace(partial, path)
+    except BaseException:  # including an interrupt: no half-written partial is left behind
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def read_checkpoint(path: Path, missing: str = "missing") -> dict[str, Any]:
@@ -37,11 +41,25 @@ def read_checkpoint(path: Path, missing: str = "missing") -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(path, missing) from None
     except Exception as exc:  # pickle refusing foreign objects, truncation, not a torch file at all
-        raise CheckpointError(path, f"not a checkpoint this pipeline wrote ({type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise CheckpointError(path, f"not a checkpoint this pipeline wrote ({_load_failure(exc)})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(path, f"not a checkpoint this pipeline wrote (a {type(checkpoint).__name__})")
     return checkpoint
+
+
+# Lines of torch's weights-only refusal that are advice, not the reason (one of them suggests loading unsafely).
+_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation", "WeightsUnpickler error:")
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load failed, in one line: for the weights-only unpickler, what it refused to build."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0].startswith(_ADVICE[0]):
+        refused = [line for line in lines if not line.startswith(_ADVICE)]
+        return f"refused by the weights-only unpickler: {refused[0][:200] if refused else 'unsupported content'}"
+    if isinstance(exc, EOFError):
+        return "the file ends early: empty or truncated"
+    return f"{type(exc).__name__}: {lines[0].split('. ')[0][:200]}" if lines else type(exc).__name__
 
 
 def save_spec_model(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:

@@ -17,9 +17,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline_lib.faces.store import read_track_info
+from pipeline_lib.data.errors import DataError
 
-__all__ = ["FaceFrames", "face_augmentation"]
+__all__ = ["FaceFrames", "face_augmentation", "open_face_store"]
+
+_TRACK = ("present", "filled")  # the per-frame arrays the index is built from
+
+
+def open_face_store(path: Path) -> h5py.File:
+    """A face store opened read-only; a truncated or foreign file raises DataError naming it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise DataError(path, f"unreadable face store ({reason}); re-run `abaw faces` to rebuild it") from None
 
 
 class FaceFrames(Dataset[torch.Tensor]):
@@ -31,7 +42,8 @@ class FaceFrames(Dataset[torch.Tensor]):
         self.transform = transform
         store_ids, frames = [], []
         for k, path in enumerate(self.stores):
-            info = read_track_info(path)
+            with open_face_store(path) as h5:
+                info = {name: h5[name][...] for name in _TRACK}
             usable = np.flatnonzero(info["present"] & ~info["filled"])[::frame_stride]  # (n,)
             store_ids.append(np.full(len(usable), k, np.int32))
             frames.append(usable.astype(np.int64))
@@ -47,7 +59,7 @@ class FaceFrames(Dataset[torch.Tensor]):
         if self._pid != os.getpid():  # first use in this process (or a forked copy): open afresh
             self._handles, self._pid = {}, os.getpid()
         if k not in self._handles:
-            self._handles[k] = h5py.File(self.stores[k], "r")
+            self._handles[k] = open_face_store(self.stores[k])
         return self._handles[k]["crops"]
 
     def crop(self, i: int) -> np.ndarray:

@@ -1,5 +1,11 @@
 """The epoch loop every supervised stage shares: AdamW with warm-up + cosine, clipped gradients, validation
-after each epoch, and the best epoch's weights kept (first best on ties)."""
+after each epoch, and the best epoch's weights kept (first best on ties).
+
+Under torchrun every rank runs `fit` in lockstep: `batch_loss` goes through a DistributedDataParallel wrapper
+of `model` (so backward leaves the ranks' averaged gradients in `model`'s parameters), the loader's
+DistributedSampler is reshuffled each epoch, and every rank validates on every video, so each one picks the
+same best epoch without any message passing. Callers that train in one process pass a plain model and loader.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline_lib.train.pretrain import warmup_cosine
+from pipeline_lib.train.distributed import mean_over_ranks
+from pipeline_lib.train.schedule import warmup_cosine
 
 __all__ = ["Fitted", "fit"]
 
@@ -35,7 +42,8 @@ def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable
 
     batch_loss(batch) -> loss of one training batch (the model in train mode);
     validate() -> the scores of one epoch, `metric` among them (higher is better);
-    on_epoch(epoch, train_loss, val_metric) after each epoch. One epoch of warm-up.
+    on_epoch(epoch, train_loss, val_metric) after each epoch, train_loss averaged over the ranks under torchrun.
+    One epoch of warm-up.
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     per_epoch = max(1, len(loader))  # type: ignore[arg-type]
@@ -43,7 +51,10 @@ def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable
     result = Fitted()
     best_state: dict[str, torch.Tensor] | None = None
     begin, step = time.perf_counter(), 0
+    sampler = getattr(loader, "sampler", None)
     for epoch in range(epochs):
+        if hasattr(sampler, "set_epoch"):  # a DistributedSampler: a new permutation (the same on every rank)
+            sampler.set_epoch(epoch)
         model.train()
         running, batches = 0.0, 0
         for batch in loader:
@@ -56,7 +67,7 @@ def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable
             optimizer.step()
             running, batches, step = running + loss.item(), batches + 1, step + 1
         scores = validate()
-        result.train_loss.append(running / max(1, batches))
+        result.train_loss.append(mean_over_ranks(running / max(1, batches)))  # itself in one process
         result.val_metric.append(scores[metric])
         if result.best_epoch < 0 or scores[metric] > result.best[metric]:
             result.best_epoch, result.best = epoch, scores

@@ -10,8 +10,6 @@ model that the features stage reads.
 from __future__ import annotations
 
 import hashlib
-import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,16 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pipeline_lib.config import PretrainSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
+from pipeline_lib.train import distributed
 from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
 from pipeline_lib.train.face_frames import FaceFrames, face_augmentation
+from pipeline_lib.train.schedule import warmup_cosine
 from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE, config_by_name
 
-__all__ = ["CheckpointError", "PretrainResult", "load_mae", "pretrain_mae", "warmup_cosine"]
+__all__ = ["CheckpointError", "PretrainResult", "load_mae", "pretrain_mae", "sharded_loader"]
 
 FINAL = "mae.pt"
 LAST = "last.pt"
@@ -45,14 +44,6 @@ class PretrainResult:
     @property
     def images_per_second(self) -> float:
         return self.images * self.epochs_run / self.seconds if self.seconds else 0.0
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Learning-rate factor: linear warm-up from 0, then cosine decay to 0."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _safe_load(path: Path) -> dict[str, Any]:
@@ -74,12 +65,22 @@ def load_mae(path: Path) -> tuple[MAE, dict[str, Any]]:
     return model.eval(), checkpoint.get("meta", {})
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+def sharded_loader(data: Dataset[Any], batch_size: int, rank: int, world: int, seed: int,
+                   num_workers: int = 0) -> DataLoader[Any]:
+    """Rank `rank`'s loader of `data`, `batch_size` per process; its DistributedSampler needs set_epoch per epoch.
+
+    A DistributedSampler for one process too: its permutation depends on (seed, epoch) alone and rank r takes
+    every world-th index of it, so the ranks' k-th batches together are exactly the k-th slice of
+    batch_size * world of that permutation: the k-th batch of one process with batch batch_size * world.
+    (A plain shuffle would draw another order.) The last partial global batch is dropped when there is a full
+    one, by the sampler and the loader alike, so every rank runs the same number of steps; otherwise the
+    sampler pads with at most world - 1 repeated items.
+    """
+    drop_last = len(data) >= batch_size * world  # type: ignore[arg-type]
+    sampler = DistributedSampler(data, world, rank, shuffle=True, seed=seed, drop_last=drop_last)
+    return DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
+                      multiprocessing_context="spawn" if num_workers else None, persistent_workers=num_workers > 0,
+                      generator=torch.Generator())  # the workers' seeds; reseeded every epoch
 
 
 def pretrain_mae(stores: Sequence[Path], settings: PretrainSettings, out_dir: Path, *, seed: int = 0,
@@ -87,25 +88,25 @@ def pretrain_mae(stores: Sequence[Path], settings: PretrainSettings, out_dir: Pa
                  on_epoch: Callable[[int, float], None] | None = None) -> tuple[MAE, PretrainResult]:
     """Train an MAE on the faces in `stores`; write out_dir/last.pt every epoch and out_dir/mae.pt at the end.
 
-    on_step(step, loss, lr) and on_epoch(epoch, mean_loss) are called on rank 0.
+    Under torchrun (N processes) `settings.batch_size` is per process: N processes with B/N each see the same
+    global batches in the same order as one process with B, and DDP averages their gradients; only rank 0
+    writes. on_step(step, loss, lr) and on_epoch(epoch, mean_loss) are called on rank 0, with the losses
+    averaged over the ranks (the global batch's loss).
     """
-    rank, world = _distributed()
+    rank, world = distributed.join(settings.device)
+    device = distributed.local_device(settings.device)
     torch.manual_seed(seed)
     torch.set_num_threads(settings.threads)
-    device = torch.device(settings.device)
     config = config_by_name(settings.model, mask_ratio=settings.mask_ratio)
-    model = MAE(config).to(device)
+    model = MAE(config).to(device)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     augment = face_augmentation(config.image_size, settings.crop_scale_min, settings.flip, settings.color_jitter,
                                 IMAGE_MEAN, IMAGE_STD)
     data = FaceFrames(stores, settings.frame_stride, augment)
     if len(data) == 0:
         raise DataError(None, f"no face frames to pretrain on in {len(stores)} face store(s) (run `abaw faces` first)")
-    sampler = DistributedSampler(data, world, rank, shuffle=True, seed=seed) if world > 1 else None
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(data, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler,
-                        drop_last=len(data) >= settings.batch_size * world, num_workers=settings.num_workers,
-                        multiprocessing_context="spawn" if settings.num_workers else None,
-                        persistent_workers=settings.num_workers > 0, generator=generator)
+    loader = sharded_loader(data, settings.batch_size, rank, world, seed, settings.num_workers)
+    sampler = loader.sampler
+    assert isinstance(sampler, DistributedSampler)
     steps_per_epoch = max(1, len(loader))
     total, warmup = settings.epochs * steps_per_epoch, round(settings.warmup_epochs * steps_per_epoch)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "token" not in n]
@@ -125,13 +126,19 @@ def pretrain_mae(stores: Sequence[Path], settings: PretrainSettings, out_dir: Pa
             model.load_state_dict(previous["model"])
             optimizer.load_state_dict(previous["optimizer"])
             start_epoch = int(previous["epoch"])
-    trainable = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # DDP averages the gradients over the ranks in backward: with equal shares, the gradient of the global batch.
+    trainable = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
     result = PretrainResult(images=len(data), epochs_run=0, resumed_from_epoch=start_epoch)
     begin = time.perf_counter()
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, settings.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        # Masks and augmentations draw from a stream fixed by (seed, epoch, rank): a run resumed after epoch k
+        # continues exactly as the uninterrupted one, with any number of processes, and the two halves of a
+        # global batch never share draws.
+        torch.manual_seed(_stream_seed(seed, epoch, rank))
+        loader.generator.manual_seed(_stream_seed(seed, epoch, rank))  # the workers' seeds, if any
         trainable.train()
         running, batches = 0.0, 0
         for images in loader:
@@ -143,9 +150,11 @@ def pretrain_mae(stores: Sequence[Path], settings: PretrainSettings, out_dir: Pa
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running, batches, step = running + loss.item(), batches + 1, step + 1
+            # The global batch's loss (every rank calls this, on every step): what one process would log.
+            value = distributed.mean_over_ranks(loss.detach())
+            running, batches, step = running + value, batches + 1, step + 1
             if rank == 0 and on_step is not None:
-                on_step(step, loss.item(), lr)
+                on_step(step, value, lr)
         mean = running / max(1, batches)
         result.epoch_losses.append(mean)
         result.epochs_run += 1
@@ -159,6 +168,11 @@ def pretrain_mae(stores: Sequence[Path], settings: PretrainSettings, out_dir: Pa
         _save(out_dir / FINAL, {"model": model.state_dict(), "config": _config_ref(settings),
                                 "meta": {**meta, "epochs": settings.epochs, "images": len(data)}})
     return model.eval(), result
+
+
+def _stream_seed(seed: int, epoch: int, rank: int) -> int:
+    """A distinct seed per (seed, epoch, rank); ranks below 1000."""
+    return (seed * 100_003 + epoch) * 1000 + rank
 
 
 def _code_digest() -> str:

@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from pipeline_lib.config import ResolvedTemporal
 from pipeline_lib.features.windows import VideoArrays, WindowDataset
 from pipeline_lib.metrics import TASK_METRICS, au_f1, expr_f1, va_score
 from pipeline_lib.models.heads import build_head
 from pipeline_lib.models.temporal import TemporalModel, kwargs_for_encoder
+from pipeline_lib.train import distributed
 from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
 from pipeline_lib.train.loop import fit
 from pipeline_lib.train.sliding import sliding_predict
@@ -130,24 +132,43 @@ class TrainedTemporal:
 
 def train_temporal(train: Sequence[VideoArrays], val: Sequence[VideoArrays], settings: ResolvedTemporal, *,
                    seed: int = 0, on_epoch: Callable[[int, float, float], None] | None = None) -> TrainedTemporal:
-    """Train `settings.encoder` for `settings.task`; on_epoch(epoch, train_loss, val_metric) after each epoch."""
+    """Train `settings.encoder` for `settings.task`; on_epoch(epoch, train_loss, val_metric) after each epoch.
+
+    Under torchrun every rank calls this: each trains through DDP on its share of the windows
+    (`settings.batch_size` per process), validates on every video and keeps the same best epoch.
+    """
     task, metric = settings.task, TASK_METRICS[settings.task].name
     if not val:
         raise ValueError(f"task {task}: no validation video to select the epoch on")
+    rank, world = distributed.join(settings.device)
+    target = distributed.local_device(settings.device)  # under torchrun with cuda: this rank's own GPU
+    device = str(target)
     torch.manual_seed(seed)
     torch.set_num_threads(settings.threads)
     data = WindowDataset(train, settings.window, settings.train_stride)
-    loader = DataLoader(torch.utils.data.Subset(data, data.labelled()), batch_size=settings.batch_size,
-                        shuffle=True, generator=torch.Generator().manual_seed(seed))
+    labelled = Subset(data, data.labelled())
+    if world > 1:
+        # Each rank a disjoint 1/world of the windows, the permutation reshuffled per epoch by `fit` (set_epoch);
+        # `settings.batch_size` is per process. One process keeps its plain shuffle (and its exact results).
+        sampler = DistributedSampler(labelled, world, rank, shuffle=True, seed=seed)
+        loader = DataLoader(labelled, batch_size=settings.batch_size, sampler=sampler)
+    else:
+        loader = DataLoader(labelled, batch_size=settings.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed))
     mean, std = feature_stats(train)
     temporal = TemporalModel(train[0].features.shape[1], settings.encoder, settings.hidden, settings.convergence,
                              encoder_kwargs=encoder_kwargs(settings))
-    network = TaskNetwork(task, temporal, mean, std, settings.dropout).to(settings.device)
+    network = TaskNetwork(task, temporal, mean, std, settings.dropout).to(device)
+    # Training forwards go through DDP (gradients averaged over the ranks in backward); validation and the
+    # kept weights use `network` itself, the same module without the wrapper.
+    trainable: nn.Module = network
+    if world > 1:
+        torch.manual_seed(seed + rank)  # dropout: each rank its own masks (the weights are already identical)
+        trainable = DistributedDataParallel(network, device_ids=[target] if target.type == "cuda" else None)
     loss_fn = _loss_fn(task, train, settings.mse_weight)
-    device = settings.device
 
     def batch_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        outputs, _ = network(batch["features"].to(device), batch["valid"].to(device))  # (B, W, O)
+        outputs, _ = trainable(batch["features"].to(device), batch["valid"].to(device))  # (B, W, O)
         return loss_fn(outputs, batch["labels"].to(device), batch["label_mask"].to(device))
 
     def validate() -> dict[str, float]:

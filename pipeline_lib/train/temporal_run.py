@@ -6,6 +6,8 @@ Outputs (DESIGN.md sections 3 and 4):
 - `<predictions>/<task>.h5`: per model group and video, `outputs` (T, O) float32 (VA values, EXPR / AU
   probabilities) and, for the temporal model, `hidden` (T, H) float16: the pre-head features fusion reads.
   attrs carry the task, extractor, window and the feature provenance they came from.
+
+Under torchrun every rank trains (DDP, see `train_temporal`) and rank 0 alone predicts and writes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from pipeline_lib import __version__
 from pipeline_lib.config import ResolvedTemporal
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.models.temporal import TemporalModel
+from pipeline_lib.train import distributed
 from pipeline_lib.train.checkpoint import read_checkpoint, rebuild, write_checkpoint
+from pipeline_lib.train.predictions import read_predictions
 from pipeline_lib.train.task_data import TaskData, load_task_data
 from pipeline_lib.train.temporal import TaskNetwork, TrainedTemporal, predict_videos, score_task, train_temporal
 
@@ -78,14 +82,6 @@ def _write_predictions(path: Path, data: TaskData, predicted: dict[str, list[tup
     os.replace(partial, path)
 
 
-def read_predictions(path: Path, model: str = "temporal") -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
-    """{video: {"outputs", "valid", ["hidden"]}} of one model group, and the file's metadata."""
-    with h5py.File(path, "r") as h5:
-        meta = json.loads(h5.attrs["meta"])
-        videos = {name: {key: group[key][...] for key in group} for name, group in h5[model].items()}
-    return videos, meta
-
-
 def _summary(trained: TrainedTemporal) -> dict[str, Any]:
     return {"best_epoch": trained.best_epoch + 1, **{k: round(v, 4) for k, v in trained.best.items()},
             "seconds": round(trained.seconds, 1)}
@@ -94,7 +90,11 @@ def _summary(trained: TrainedTemporal) -> dict[str, Any]:
 def run_temporal_task(raw_dir: Path, store_path: Path, settings: ResolvedTemporal, models_dir: Path,
                       predictions_path: Path, *, seed: int = 0,
                       on_epoch: Callable[[str, int, float, float], None] | None = None) -> dict[str, Any]:
-    """Train, predict, save; returns the stage metrics (temporal vs frame-wise baseline on validation)."""
+    """Train, predict, save; returns the stage metrics (temporal vs frame-wise baseline on validation).
+
+    Under torchrun only rank 0 predicts and writes, and only its metrics are complete (the others' lack the
+    parts computed from the predictions): the stage writes rank 0's.
+    """
     store = FeatureStore(store_path, mode="r")
     data = load_task_data(raw_dir, store, settings.task, settings.extractor)
     runs = {"temporal": settings}
@@ -114,16 +114,20 @@ def run_temporal_task(raw_dir: Path, store_path: Path, settings: ResolvedTempora
         metrics["metric"] = trained.metric
         metrics[model] = _summary(trained)
         metrics[model]["curve"] = [round(v, 4) for v in trained.val_metric]
+        if not distributed.is_main():
+            continue  # the other ranks only train (in lockstep with rank 0); the next model needs them again
         save_task_network(models_dir / settings.task / f"{model}.pt", trained.network, run.dropout,
                           {**meta, "encoder": run.encoder, "best_epoch": trained.best_epoch + 1,
                            "val": trained.best})
-        predicted[model] = predict_videos(trained.network, data.every, run.window, run.device)
+        predicted[model] = predict_videos(trained.network, data.every, run.window,
+                                           str(distributed.local_device(run.device)))
         # The saved predictions must reproduce the selection score: a cheap guard on the averaging path.
         val_rows = [outputs for (outputs, _), v in zip(predicted[model], data.every, strict=True)
                     if any(v is w for w in data.val)]
         metrics[model]["val_from_predictions"] = round(score_task(settings.task, val_rows, data.val)[trained.metric],
                                                        4)
-    _write_predictions(predictions_path, data, predicted, meta)
+    if distributed.is_main():
+        _write_predictions(predictions_path, data, predicted, meta)
     if settings.baseline:
         metric = metrics["metric"]
         metrics["temporal_minus_baseline"] = round(metrics["temporal"][metric] - metrics["baseline"][metric], 4)

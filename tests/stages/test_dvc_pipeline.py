@@ -1,40 +1,19 @@
 """The real dvc.yaml, run by real DVC on a tiny corpus: outputs appear, a second repro skips."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def _run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
+from tests.stages.conftest import BIN, make_project
+from tests.stages.conftest import run as _run
 
 
 @pytest.fixture
 def project(tmp_path: Path, tiny_params_dict) -> Path:
     """A git + DVC copy of the project's pipeline files with tiny params."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copytree(ROOT / "pipeline_lib", repo / "pipeline_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params_dict, sort_keys=False))
-    _run(["git", "init", "-q"], repo)
-    _run(["dvc", "init", "-q"], repo)
-    # A real clone has history; dvclive (in `abaw pretrain`) reads the current commit.
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "init"], repo)
-    return repo
+    return make_project(tmp_path / "repo", tiny_params_dict)
 
 
 def _check_predict(project: Path) -> None:

@@ -29,6 +29,7 @@ def test_temporal_cli_writes_outputs(tmp_path: Path, tiny_params_dict):
     result = runner.invoke(app, _args(tmp_path, params, raw, features, "expr"))
     assert result.exit_code == 0, result.output
     assert "temporal expr (transformer, window 12): val f1_macro" in result.output
+    assert "processes)" not in result.output  # the process count is only named under torchrun
     metrics = json.loads((tmp_path / "metrics" / "expr.json").read_text())
     assert metrics["window"] == 12 and len(metrics["temporal"]["curve"]) == 2 and "baseline" in metrics
     assert (tmp_path / "metrics" / "expr" / "metrics.json").is_file()  # dvclive curves beside it

@@ -104,11 +104,12 @@ def test_every_variant_runs_end_to_end(fused, tmp_path: Path, fusion, dependency
 
 def test_pseudo_compare_reports_both_runs_and_off_reproduces_them(fused, tmp_path: Path):
     raw, store, pred = fused
-    on = run_fusion(raw, store, pred, _settings(), WINDOW, tmp_path / "m1", tmp_path / "p1" / "f.h5")
+    on = run_fusion(raw, store, pred, _settings(pseudo={"compare": True}), WINDOW, tmp_path / "m1",
+                    tmp_path / "p1" / "f.h5")
     comparison = on["pseudo"]["comparison"]
     assert comparison["expr_f1"]["on"] == on["val"]["expr_f1"]
     assert comparison["rarest_f1"]["off"] == on["pseudo_off"]["expr_class_f1"][comparison["rarest_class"]]
-    off = run_fusion(raw, store, pred, _settings(pseudo={"enabled": False}), WINDOW, tmp_path / "m2",
+    off = run_fusion(raw, store, pred, _settings(pseudo={"enabled": False, "compare": True}), WINDOW, tmp_path / "m2",
                      tmp_path / "p2" / "f.h5")
     assert not off["pseudo"]["enabled"] and "pseudo_off" not in off
     assert off["val"]["mtl"] == on["pseudo_off"]["mtl"]  # the ablation run is the comparison's off-run

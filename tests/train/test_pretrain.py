@@ -11,7 +11,8 @@ from pipeline_lib.config import PretrainSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
 from pipeline_lib.train.face_frames import FaceFrames
 from pipeline_lib.faces.store import FaceTrack, write_faces
-from pipeline_lib.train.pretrain import load_mae, pretrain_mae, warmup_cosine
+from pipeline_lib.train.pretrain import load_mae, pretrain_mae
+from pipeline_lib.train.schedule import warmup_cosine
 
 
 def _faces(t: int, seed: int) -> np.ndarray:
