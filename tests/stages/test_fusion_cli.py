@@ -32,7 +32,7 @@ def test_fusion_cli_writes_outputs_and_names_a_missing_model(tmp_path: Path, tin
     raw, features = build_corpus(tmp_path / "corpus", au=True, unlabeled=True)
     tiny_params_dict["temporal"]["common"].update(epochs=1, hidden=8, layers=1, heads=2, threads=1)
     tiny_params_dict["fusion"].update(epochs=2, hidden=8, heads=2, threads=1)
-    tiny_params_dict["fusion"]["pseudo"]["threshold"] = 0.2
+    tiny_params_dict["fusion"]["pseudo"].update(threshold=0.2, compare=True)  # both runs, side by side
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params_dict))
     for task in ("va", "expr"):

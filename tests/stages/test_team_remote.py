@@ -73,25 +73,25 @@ def test_clone_pulls_and_nothing_reruns(team: dict):
     assert json.loads((b / "metrics" / "summary.json").read_text()) == a_summary
 
 
-def test_teammates_ablation_comes_from_the_run_cache(team: dict):
-    b = _clone(team, "b64")
+def _repro_with_window(team: dict, name: str, window: int) -> tuple[Path, str]:
+    """A fresh clone, pulled, with `window` set: its `dvc repro` log."""
+    b = _clone(team, name)
     run([str(BIN / "abaw"), "share", "pull"], b, CREDENTIALS)
     params = yaml.safe_load((b / "params.yaml").read_text())
-    params["window"] = 64
+    params["window"] = window
     write_params(b, params)
-    log = run(["dvc", "repro"], b, CREDENTIALS)
+    return b, run(["dvc", "repro"], b, CREDENTIALS)
+
+
+def test_teammates_ablation_comes_from_the_run_cache(team: dict):
+    b, log = _repro_with_window(team, "b64", 64)  # A ran window=64 as an experiment
     assert ran(log) == set() and restored(log) == DOWNSTREAM, log
     assert json.loads((b / "metrics" / "temporal" / "va.json").read_text())["window"] == 64
     assert (b / "models" / "temporal" / "va" / "temporal.pt").is_file()
 
 
 def test_a_new_window_reruns_only_temporal_and_downstream(team: dict):
-    b = _clone(team, "b48")
-    run([str(BIN / "abaw"), "share", "pull"], b, CREDENTIALS)
-    params = yaml.safe_load((b / "params.yaml").read_text())
-    params["window"] = 48
-    write_params(b, params)
-    log = run(["dvc", "repro"], b, CREDENTIALS)
+    b, log = _repro_with_window(team, "b48", 48)  # nobody ran window=48
     assert ran(log) == DOWNSTREAM and not ran(log) & UPSTREAM
     assert json.loads((b / "metrics" / "temporal" / "expr.json").read_text())["window"] == 48
 
