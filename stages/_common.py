@@ -31,6 +31,11 @@ ParamsOption = Annotated[
     ),
 ]
 
+# The inputs most stages read, with the paths dvc.yaml passes.
+RawOption = Annotated[Path, typer.Option("--raw", help="data/raw from `abaw corpus`.", file_okay=False)]
+FeaturesOption = Annotated[Path, typer.Option("--features", help="Feature store from `abaw features`.",
+                                              file_okay=False)]
+
 # Faults a user can cause with their input: reported in one line, exit code 2.
 EXPECTED_FAULTS: tuple[type[Exception], ...] = (ConfigError, DataError, RemoteError)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, guarded, read_params, write_report
+from stages._common import FeaturesOption, ParamsOption, RawOption, guarded, read_params, write_report
 
 app = typer.Typer(help="Compound expressions: curriculum fine-tuning vs direct training vs zero-shot.")
 
@@ -17,9 +17,8 @@ app = typer.Typer(help="Compound expressions: curriculum fine-tuning vs direct t
 @guarded
 def main(
     params: ParamsOption = Path("params.yaml"),
-    raw: Annotated[Path, typer.Option(help="data/raw from `abaw corpus`.", file_okay=False)] = Path("data/raw"),
-    features: Annotated[Path, typer.Option(help="Feature store from `abaw features`.", file_okay=False)] = Path(
-        "data/features.zarr"),
+    raw: RawOption = Path("data/raw"),
+    features: FeaturesOption = Path("data/features.zarr"),
     fusion: Annotated[Path, typer.Option(help="Fusion predictions (fusion.h5) from `abaw fusion`.",
                                          dir_okay=False)] = Path("data/predictions/fusion/fusion.h5"),
     models: Annotated[Path, typer.Option(help="Checkpoint folder (compound.pt).", file_okay=False)] = Path(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, guarded, read_params, write_report
+from stages._common import ParamsOption, RawOption, guarded, read_params, write_report
 
 app = typer.Typer(help="Score every model, write challenge submissions and plots.")
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="Score every model, write challenge submissions and plots
 @guarded
 def main(
     params: ParamsOption = Path("params.yaml"),
-    raw: Annotated[Path, typer.Option(help="data/raw from `abaw corpus`.", file_okay=False)] = Path("data/raw"),
+    raw: RawOption = Path("data/raw"),
     temporal: Annotated[Path, typer.Option(help="Per-task predictions from `abaw temporal` (<task>.h5).",
                                            file_okay=False)] = Path("data/predictions/temporal"),
     fusion: Annotated[Path, typer.Option(help="fusion.h5 from `abaw fusion`.", dir_okay=False)] = Path(

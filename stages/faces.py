@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from stages._common import ParamsOption, fail, guarded, read_params
+from stages._common import ParamsOption, RawOption, fail, guarded, read_params
 
 if TYPE_CHECKING:  # the face library pulls in MTCNN, scikit-image and matplotlib: imported when the stage runs
     from pipeline_lib.faces.runner import FaceJob, JobResult
@@ -20,7 +20,7 @@ app = typer.Typer(help="Face detection, subject choice and 5-point alignment int
 @guarded
 def main(
     params: ParamsOption = Path("params.yaml"),
-    raw: Annotated[Path, typer.Option(help="data/raw as written by `abaw corpus`.", file_okay=False)] = Path("data/raw"),
+    raw: RawOption = Path("data/raw"),
     out: Annotated[Path, typer.Option(help="Face store folder (the DVC output).", file_okay=False)] = Path("data/faces"),
     report: Annotated[Path, typer.Option(help="Stage metrics (JSON).", dir_okay=False)] = Path("metrics/faces.json"),
     videos_report: Annotated[Path, typer.Option(help="Per-video report (JSON).", dir_okay=False)] = Path(

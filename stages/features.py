@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, fail, guarded, read_params, write_report
+from stages._common import ParamsOption, RawOption, fail, guarded, read_params, write_report
 
 app = typer.Typer(help="Frame features from frozen encoders (mae, random) into the zarr feature store.")
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="Frame features from frozen encoders (mae, random) into t
 @guarded
 def main(
     params: ParamsOption = Path("params.yaml"),
-    raw: Annotated[Path, typer.Option(help="data/raw from `abaw corpus`.", file_okay=False)] = Path("data/raw"),
+    raw: RawOption = Path("data/raw"),
     faces: Annotated[Path, typer.Option(help="Face stores from `abaw faces`.", file_okay=False)] = Path("data/faces"),
     checkpoint: Annotated[Path, typer.Option(help="MAE checkpoint from `abaw pretrain`.", dir_okay=False)] = Path(
         "models/mae/mae.pt"),

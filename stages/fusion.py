@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, guarded, read_params, write_report
+from stages._common import FeaturesOption, ParamsOption, RawOption, guarded, read_params, write_report
 
 app = typer.Typer(help="Multi-task fusion with task dependencies and semi-supervised EXPR pseudo-labels.")
 
@@ -17,9 +17,8 @@ app = typer.Typer(help="Multi-task fusion with task dependencies and semi-superv
 @guarded
 def main(
     params: ParamsOption = Path("params.yaml"),
-    raw: Annotated[Path, typer.Option(help="data/raw from `abaw corpus`.", file_okay=False)] = Path("data/raw"),
-    features: Annotated[Path, typer.Option(help="Feature store from `abaw features`.", file_okay=False)] = Path(
-        "data/features.zarr"),
+    raw: RawOption = Path("data/raw"),
+    features: FeaturesOption = Path("data/features.zarr"),
     temporal: Annotated[Path, typer.Option(help="Per-task predictions from `abaw temporal` (<task>.h5).",
                                            file_okay=False)] = Path("data/predictions/temporal"),
     models: Annotated[Path, typer.Option(help="Checkpoint folder (fusion.pt).", file_okay=False)] = Path(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, guarded, read_params, write_report
+from stages._common import FeaturesOption, ParamsOption, RawOption, guarded, read_params, write_report
 
 app = typer.Typer(help="Temporal models on cached frame features (one task per run; DVC runs all three).")
 
@@ -25,9 +25,8 @@ class TaskName(str, Enum):
 def main(
     task: Annotated[TaskName, typer.Option(help="Which task to train.", case_sensitive=False)],
     params: ParamsOption = Path("params.yaml"),
-    raw: Annotated[Path, typer.Option(help="data/raw from `abaw corpus`.", file_okay=False)] = Path("data/raw"),
-    features: Annotated[Path, typer.Option(help="Feature store from `abaw features`.", file_okay=False)] = Path(
-        "data/features.zarr"),
+    raw: RawOption = Path("data/raw"),
+    features: FeaturesOption = Path("data/features.zarr"),
     models: Annotated[Path, typer.Option(help="Checkpoints go to MODELS/<task>/.", file_okay=False)] = Path(
         "models/temporal"),
     predictions: Annotated[Path, typer.Option(help="Per-frame predictions go to PREDICTIONS/<task>.h5.",

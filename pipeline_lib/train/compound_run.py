@@ -9,14 +9,11 @@ Outputs (DESIGN.md sections 3 and 4):
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from pipeline_lib import __version__
@@ -24,9 +21,10 @@ from pipeline_lib.config import CompoundSettings
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CE_NAMES
 from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.models.compound import CompoundModel, zero_shot_probabilities
 from pipeline_lib.train.checkpoint import from_spec, read_checkpoint, rebuild, save_spec_model, write_checkpoint
-from pipeline_lib.train.predictions import read_video_groups
+from pipeline_lib.train.predictions import read_video_groups, write_groups
 from pipeline_lib.train.compound import (TrainedCompound, ce_class_f1, predict_compound, score_compound,
                                          train_compound)
 from pipeline_lib.train.compound_data import COL_CE, CompoundData, load_compound_data
@@ -50,19 +48,15 @@ def read_compound_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarra
 
 def _write_predictions(path: Path, data: CompoundData, predicted: list[dict[str, np.ndarray]],
                        meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with h5py.File(partial, "w") as h5:
-        h5.attrs["meta"] = json.dumps(meta, sort_keys=True)
-        for video, rows in zip(data.every, predicted, strict=True):
-            group = h5.create_group(video.name)
-            group.create_dataset("ce", data=rows["ce"].astype(np.float32))
-            if "basic" in rows:
-                group.create_dataset("basic", data=rows["basic"].astype(np.float32))
-            group.create_dataset("zero_shot", data=data.zero_shot[video.name].astype(np.float32))
-            group.create_dataset("valid", data=video.valid)
-            group.attrs["split"] = data.splits[video.name]
-    os.replace(partial, path)
+    def datasets(video: VideoArrays, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        found = {"ce": rows["ce"].astype(np.float32)}
+        if "basic" in rows:
+            found["basic"] = rows["basic"].astype(np.float32)
+        found.update(zero_shot=data.zero_shot[video.name].astype(np.float32), valid=video.valid)
+        return found
+
+    write_groups(path, meta, ((video.name, datasets(video, rows), data.splits[video.name])
+                              for video, rows in zip(data.every, predicted, strict=True)))
 
 
 def _report(trained: TrainedCompound, probs: list[np.ndarray], data: CompoundData) -> dict[str, Any]:

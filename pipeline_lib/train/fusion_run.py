@@ -10,14 +10,11 @@ Outputs (DESIGN.md sections 3 and 4):
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from pipeline_lib import __version__
@@ -27,7 +24,7 @@ from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.metrics import TASK_METRICS
 from pipeline_lib.models.fusion import FusionModel
 from pipeline_lib.train.checkpoint import from_spec, read_checkpoint, rebuild, save_spec_model
-from pipeline_lib.train.predictions import read_video_groups
+from pipeline_lib.train.predictions import read_video_groups, write_groups
 from pipeline_lib.train.fusion import TrainedFusion, expr_class_f1, predict_fusion, train_fusion
 from pipeline_lib.train.fusion_data import FusionData, load_fusion_data, pseudo_pool, with_pseudo_labels
 from pipeline_lib.train.pseudo import PseudoLabels, make_pseudo_labels
@@ -74,20 +71,15 @@ def load_fusion_model(path: Path) -> tuple[FusionModel, dict[str, Any]]:
 
 def _write_predictions(path: Path, data: FusionData, predicted: list[dict[str, np.ndarray]],
                        pseudo: PseudoLabels | None, meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with h5py.File(partial, "w") as h5:
-        h5.attrs["meta"] = json.dumps(meta, sort_keys=True)
-        for video, rows in zip(data.every, predicted, strict=True):
-            group = h5.create_group(video.name)
-            for task in TASKS:
-                group.create_dataset(task, data=rows[task].astype(np.float32))
-            group.create_dataset("hidden", data=rows["hidden"].astype(np.float16))
-            group.create_dataset("valid", data=video.valid)
-            if pseudo is not None and video.name in pseudo.labels:
-                group.create_dataset("pseudo_label", data=pseudo.labels[video.name])
-            group.attrs["split"] = data.splits[video.name]
-    os.replace(partial, path)
+    def datasets(video: VideoArrays, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        found = {task: rows[task].astype(np.float32) for task in TASKS}
+        found.update(hidden=rows["hidden"].astype(np.float16), valid=video.valid)
+        if pseudo is not None and video.name in pseudo.labels:
+            found["pseudo_label"] = pseudo.labels[video.name]
+        return found
+
+    write_groups(path, meta, ((video.name, datasets(video, rows), data.splits[video.name])
+                              for video, rows in zip(data.every, predicted, strict=True)))
 
 
 def read_fusion_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:

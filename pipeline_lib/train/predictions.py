@@ -7,13 +7,15 @@ per video."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-__all__ = ["read_predictions", "read_video_groups"]
+__all__ = ["read_predictions", "read_video_groups", "write_groups"]
 
 
 def read_video_groups(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
@@ -30,3 +32,27 @@ def read_predictions(path: Path, model: str = "temporal") -> tuple[dict[str, dic
         meta = json.loads(h5.attrs["meta"])
         videos = {name: {key: group[key][...] for key in group} for name, group in h5[model].items()}
     return videos, meta
+
+
+def write_groups(path: Path, meta: Mapping[str, Any],
+                 groups: Iterable[tuple[str, Mapping[str, np.ndarray], str]]) -> None:
+    """Write a prediction file atomically: `meta` as JSON, then per (group path, datasets, split) one HDF5 group
+    (`video` or `model/video`) holding the datasets in the given order, with a `split` attribute.
+
+    Written under a hidden `.partial` name and renamed, so an interrupted stage never leaves a file that looks
+    finished; the partial file is removed when writing fails.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with h5py.File(partial, "w") as h5:
+            h5.attrs["meta"] = json.dumps(dict(meta), sort_keys=True)
+            for name, datasets, split in groups:
+                group = h5.create_group(name)
+                for key, values in datasets.items():
+                    group.create_dataset(key, data=values)
+                group.attrs["split"] = split
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from pipeline_lib import __version__
 from pipeline_lib.config import ResolvedTemporal
 from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.models.temporal import TemporalModel
 from pipeline_lib.train import distributed
 from pipeline_lib.train.checkpoint import read_checkpoint, rebuild, write_checkpoint
-from pipeline_lib.train.predictions import read_predictions
+from pipeline_lib.train.predictions import read_predictions, write_groups
 from pipeline_lib.train.task_data import TaskData, load_task_data
 from pipeline_lib.train.temporal import TaskNetwork, TrainedTemporal, predict_videos, score_task, train_temporal
 
@@ -66,20 +65,16 @@ def load_task_network(path: Path) -> tuple[TaskNetwork, dict[str, Any]]:
 
 def _write_predictions(path: Path, data: TaskData, predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]],
                        attrs: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with h5py.File(partial, "w") as h5:
-        h5.attrs["meta"] = json.dumps(attrs, sort_keys=True)
-        for model, rows in predicted.items():
-            group = h5.create_group(model)
-            for video, (outputs, hidden) in zip(data.every, rows, strict=True):
-                entry = group.create_group(video.name)
-                entry.create_dataset("outputs", data=outputs.astype(np.float32))
-                entry.create_dataset("valid", data=video.valid)
-                if model == "temporal":
-                    entry.create_dataset("hidden", data=hidden.astype(np.float16))
-                entry.attrs["split"] = data.splits[video.name]
-    os.replace(partial, path)
+    def datasets(model: str, video: VideoArrays, outputs: np.ndarray, hidden: np.ndarray) -> dict[str, np.ndarray]:
+        found = {"outputs": outputs.astype(np.float32), "valid": video.valid}
+        if model == "temporal":  # the pre-head features fusion reads
+            found["hidden"] = hidden.astype(np.float16)
+        return found
+
+    write_groups(path, attrs, ((f"{model}/{video.name}", datasets(model, video, outputs, hidden),
+                                data.splits[video.name])
+                               for model, rows in predicted.items()
+                               for video, (outputs, hidden) in zip(data.every, rows, strict=True)))
 
 
 def _summary(trained: TrainedTemporal) -> dict[str, Any]:
