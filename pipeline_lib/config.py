@@ -88,7 +88,7 @@ class PretrainSettings(_Section):
 
     model: str = "mae_tiny"  # a registered MAE size (pipeline_lib.models.mae)
     mask_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.75
-    epochs: Annotated[int, Field(ge=1, le=10_000)] = 8
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 24
     batch_size: Annotated[int, Field(ge=1, le=8192)] = 64
     lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.05
@@ -130,7 +130,7 @@ class TemporalCommon(_Section):
     bidirectional: bool = True  # lstm / gru
     kernel: Annotated[int, Field(ge=1, le=63)] = 3  # tcn
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    convergence: Annotated[int, Field(ge=1, le=255)] = 1  # local k-frame aggregation before the encoder; 1 = off
+    convergence: Annotated[int, Field(ge=1, le=255)] = 9  # local k-frame aggregation before the encoder; 1 = off
     stride: Annotated[int, Field(ge=1, le=4096)] | None = None  # training window stride; null = window // 2
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 30
     batch_size: Annotated[int, Field(ge=1, le=8192)] = 16
@@ -212,6 +212,7 @@ class FusionSettings(_Section):
 
     extractors: Annotated[list[str], Field(min_length=1)] = ["mae"]  # frame-feature groups fed in
     task_features: bool = True  # also feed the temporal models' pre-head features
+    residual: bool = True  # start from the task models' predictions and learn corrections (never worse at epoch 0)
     fusion: FusionName = "concat"
     dependency: DependencyName = "feature_feedback"
     encoder: EncoderName = "transformer"  # the shared temporal encoder after fusion
@@ -255,7 +256,7 @@ class CompoundSettings(_Section):
     """Curriculum fine-tuning for the 7 compound expressions (DESIGN.md section 1, step 6)."""
 
     extractors: Annotated[list[str], Field(min_length=1)] = ["mae"]  # frame-feature groups fed in
-    fusion_features: bool = True  # also feed the fusion model's EXPR stream and its zero-shot compound scores
+    fusion_features: bool = False  # also feed the fusion model's EXPR stream and its zero-shot compound scores
     encoder: EncoderName = "transformer"
     hidden: Annotated[int, Field(ge=1, le=8192)] = 64
     layers: Annotated[int, Field(ge=1, le=64)] = 1

@@ -30,7 +30,7 @@ from pipeline_lib.models.heads import HEAD_OUTPUTS
 from pipeline_lib.models.registry import Registry
 from pipeline_lib.models.temporal import TemporalModel
 
-__all__ = ["DEPENDENCIES", "FUSIONS", "DependentHeads", "FusionModel", "TASKS"]
+__all__ = ["DEPENDENCIES", "FUSIONS", "DependentHeads", "FusionModel", "PREDICTION_WIDTH", "TASKS"]
 
 TASKS: Final[tuple[str, ...]] = ("va", "expr", "au")
 
@@ -148,23 +148,50 @@ def feature_feedback_heads(hidden: int, dropout: float = 0.0) -> DependentHeads:
     return DependentHeads(hidden, "features", dropout)
 
 
+PREDICTION_WIDTH: Final[int] = sum(HEAD_OUTPUTS[t] for t in TASKS)  # VA 2 + EXPR 8 + AU 12
+_EPS: Final[float] = 1e-4
+
+
+def _from_predictions(base: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(B, T, 22) task-model predictions (VA values, EXPR and AU probabilities) -> the heads' output space:
+    VA values, EXPR log-probabilities (logits up to a constant), AU logits."""
+    va, expr, au = torch.split(base.float(), [HEAD_OUTPUTS[t] for t in TASKS], dim=-1)
+    return {"va": va.clamp(-1.0, 1.0), "expr": expr.clamp_min(_EPS).log(),
+            "au": torch.logit(au.clamp(_EPS, 1 - _EPS))}
+
+
 class FusionModel(nn.Module):
     """Standardise the concatenated sources, fuse them into task streams, predict every task.
 
     forward(features (B, T, D), mask (B, T)) -> ({task: raw outputs (B, T, O)}, {task: stream (B, T, H)}):
-    VA in [-1, 1] (tanh), EXPR and AU logits. `spec` rebuilds the architecture from a checkpoint.
+    VA in [-1, 1], EXPR and AU logits. `spec` rebuilds the architecture from a checkpoint.
+
+    With `residual`, the last source is the individual task models' predictions (PREDICTION_WIDTH columns)
+    and the heads learn corrections to them: EXPR and AU logits are added to the task models' log-
+    probabilities / logits, VA to their values (clipped to [-1, 1]). The heads' output layers start at zero,
+    so before training the model predicts exactly what the task models did, and every epoch of joint training
+    has to earn its keep on the validation MTL score against that starting point.
     """
 
     def __init__(self, widths: Sequence[int], fusion: str = "concat", dependency: str = "independent",
                  hidden: int = 128, encoder: str = "transformer", encoder_kwargs: dict[str, Any] | None = None,
-                 heads: int = 4, dropout: float = 0.0) -> None:
+                 heads: int = 4, dropout: float = 0.0, residual: bool = False) -> None:
         super().__init__()
+        if residual and (not widths or widths[-1] != PREDICTION_WIDTH):
+            raise ValueError(f"a residual fusion model needs the task-model predictions ({PREDICTION_WIDTH} "
+                             f"columns) as its last source, got widths {list(widths)}")
         self.spec: dict[str, Any] = {"widths": list(widths), "fusion": fusion, "dependency": dependency,
                                      "hidden": hidden, "encoder": encoder, "encoder_kwargs": dict(encoder_kwargs or {}),
-                                     "heads": heads, "dropout": dropout}
+                                     "heads": heads, "dropout": dropout, "residual": residual}
+        self.residual = residual
         self.fuse = FUSIONS.lookup(fusion)(widths, hidden, encoder, dict(encoder_kwargs or {}), heads=heads,
                                            dropout=dropout)
         self.heads = DEPENDENCIES.lookup(dependency)(hidden, dropout=dropout)
+        if residual:  # every Linear of the dependency heads is an output layer: zero corrections to start from
+            for layer in self.heads.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
         self.register_buffer("mean", torch.zeros(sum(widths)))  # (D,) training statistics, saved with the weights
         self.register_buffer("std", torch.ones(sum(widths)))
 
@@ -176,4 +203,9 @@ class FusionModel(nn.Module):
                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         x = (features - self.mean) / self.std  # (B, T, D)
         streams = self.fuse(x, mask)
-        return self.heads(streams), streams
+        outputs = self.heads(streams)
+        if self.residual:
+            base = _from_predictions(features[..., -PREDICTION_WIDTH:])  # the raw predictions, not standardised
+            outputs = {"va": (base["va"] + outputs["va"]).clamp(-1.0, 1.0), "expr": base["expr"] + outputs["expr"],
+                       "au": base["au"] + outputs["au"]}
+        return outputs, streams

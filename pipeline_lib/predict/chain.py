@@ -21,6 +21,7 @@ from pipeline_lib.config import Params
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CE_NAMES, EXPR_NAMES
 from pipeline_lib.features.encode import build_extractor, encode_store
+from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.faces.extract import ExtractSettings, extract_faces
 from pipeline_lib.faces.store import read_track_info
@@ -104,15 +105,19 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
         for name in sorted(needed):
             extractor = build_extractor(name, paths["mae"], params.seed).eval()
             features, valid = encode_store(extractor, store, params.features.batch_size, params.features.device)
-            frames[name] = features.astype(np.float16)  # as stored in the feature store
+            # As stored in the feature store, then centred as every model downstream saw its features.
+            frames[name] = center_per_video(features.astype(np.float16), valid)
     on_step("temporal")
     hidden: dict[str, np.ndarray] = {}
+    outputs: dict[str, np.ndarray] = {}
     for task, (network, meta) in networks.items():
-        [(_, h)] = predict_videos(network, [_arrays(video.stem, frames[str(meta["extractor"])], valid)],
+        [(o, h)] = predict_videos(network, [_arrays(video.stem, frames[str(meta["extractor"])], valid)],
                                   int(meta["window"]), params.temporal.common.device)
-        hidden[task] = h.astype(np.float16)
+        hidden[task], outputs[task] = h.astype(np.float16), o
     on_step("fusion")
-    sources = {**frames, **hidden}
+    # The sources fusion trained on, named as in its metadata; "predictions" only for a residual model.
+    sources = {**frames, **hidden,
+               "predictions": np.concatenate([outputs[t] for t in ("va", "expr", "au")], axis=1).astype(np.float16)}
     fused_in = np.concatenate([sources[s] for s in fusion_meta["sources"]], axis=1)
     [fused] = predict_fusion(fusion, [_arrays(video.stem, fused_in, valid)], int(fusion_meta["window"]),
                              params.fusion.device)

@@ -5,7 +5,9 @@ weighted cross-entropy, positive-weighted BCE), summed with
 `fusion.loss_weights`; a frame labelled for some tasks only teaches those.
 Pseudo-labelled frames add a cross-entropy term of weight `pseudo.weight`,
 on logit-adjusted logits when `pseudo.debias` is on. The epoch is chosen by
-the MTL score on validation, predicted with overlapping sliding windows.
+the MTL score on validation, predicted with overlapping sliding windows; a
+residual model (`fusion.residual`) is also scored before its first epoch,
+when it predicts exactly what the task models did (best epoch 0).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def build_fusion_model(widths: Sequence[int], settings: FusionSettings, window: 
     kwargs = kwargs_for_encoder(settings.encoder, layers=settings.layers, heads=settings.heads,
                                 dropout=settings.dropout, window=window)
     return FusionModel(widths, settings.fusion, settings.dependency, settings.hidden, settings.encoder, kwargs,
-                       heads=settings.heads, dropout=settings.dropout)
+                       heads=settings.heads, dropout=settings.dropout, residual=settings.residual)
 
 
 _SLICES = {"va": slice(0, 2), "expr": slice(2, 10), "au": slice(10, 22)}
@@ -171,6 +173,6 @@ def train_fusion(train: Sequence[VideoArrays], val: Sequence[VideoArrays], width
 
     fitted = fit(model, loader, batch_loss, lambda: score_fusion(predict_fusion(model, val, window, device), val),
                  "mtl", epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay,
-                 on_epoch=on_epoch)
+                 on_epoch=on_epoch, validate_first=settings.residual)
     return TrainedFusion(model, fitted.best_epoch, fitted.best, fitted.train_loss, fitted.val_metric,
                          fitted.seconds)

@@ -22,6 +22,7 @@ from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CLASS_INVALID, COL_AROUSAL, COL_EXPR, COL_VALENCE, VA_INVALID
 from pipeline_lib.data.manifest import load_labels
 from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.store import FeatureStore, FeatureStoreError
 from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.train.task_data import TASKS, check_finite
@@ -57,7 +58,7 @@ class FusionData:
     every: list[VideoArrays]
     splits: dict[str, str]
     tasks: dict[str, tuple[str, ...]]  # video -> annotated tasks ("VA", "EXPR", "AU", ...)
-    sources: list[str]  # "mae", "random", ..., then "va", "expr", "au" (hidden features)
+    sources: list[str]  # "mae", "random", ..., then "va", "expr", "au" (hidden features), then "predictions"
     widths: list[int]
     individual: dict[str, dict[str, dict[str, np.ndarray]]]  # model -> video -> task -> outputs (T, O)
     task_meta: dict[str, dict[str, object]]  # task -> metadata of its temporal predictions
@@ -119,7 +120,8 @@ def _groups(path: Path) -> list[str]:
 
 
 def frame_sources(store: FeatureStore, extractors: list[str], name: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """One video's frame features of each extractor ((T, D_k) float16 each, NaN-checked) and its (T,) face mask."""
+    """One video's frame features of each extractor ((T, D_k) float16 each, NaN-checked, centred per video as the
+    task models saw them) and its (T,) face mask."""
     parts, valid = [], None
     for extractor in extractors:
         try:
@@ -127,7 +129,7 @@ def frame_sources(store: FeatureStore, extractors: list[str], name: str) -> tupl
         except FeatureStoreError as exc:
             raise DataError(store.path, f"{exc}; run `abaw features` with extractor {extractor!r}") from None
         check_finite(name, features, ok, store.path / extractor / name)
-        parts.append(features.astype(np.float16))
+        parts.append(center_per_video(features.astype(np.float16), ok))
         valid = ok if valid is None else valid
     if valid is None:
         raise ValueError("frame_sources needs at least one extractor")
@@ -135,11 +137,16 @@ def frame_sources(store: FeatureStore, extractors: list[str], name: str) -> tupl
 
 
 def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, extractors: list[str],
-                     task_features: bool = True) -> FusionData:
-    """Read every video's sources and labels once (RAM), after checking each task model's provenance."""
+                     task_features: bool = True, predictions: bool = False) -> FusionData:
+    """Read every video's sources and labels once (RAM), after checking each task model's provenance.
+
+    Sources, in order: the frame features of `extractors`, the temporal task models' hidden features
+    (`task_features`), then with `predictions` their per-frame outputs as one (T, 22) source
+    ("predictions": VA values, EXPR and AU probabilities), which a residual fusion model starts from.
+    """
     raw = load_raw(raw_dir)
     per_task = {task: _task_predictions(predictions_dir, task, store, extractors) for task in TASKS}
-    sources = list(extractors) + (list(TASKS) if task_features else [])
+    sources = list(extractors) + (list(TASKS) if task_features else []) + (["predictions"] if predictions else [])
     every, widths = [], None
     individual: dict[str, dict[str, dict[str, np.ndarray]]] = {"temporal": {}, "baseline": {}}
     for entry in raw.entries:
@@ -157,6 +164,12 @@ def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, 
                     raise DataError(predictions_dir / f"{task}.h5", f"{entry.name}: {len(hidden)} frames of hidden "
                                     f"features but {len(valid)} in the feature store: re-run `abaw temporal`")
                 parts.append(hidden.astype(np.float16))
+        if predictions:
+            outputs = np.concatenate([individual["temporal"][entry.name][t] for t in TASKS], axis=1)  # (T, 22)
+            if len(outputs) != len(valid):
+                raise DataError(predictions_dir, f"{entry.name}: {len(outputs)} frames of task-model predictions "
+                                f"but {len(valid)} in the feature store: re-run `abaw temporal`")
+            parts.append(outputs.astype(np.float16))
         labels = _fit(load_labels(raw.raw_dir, entry)[0], len(valid))
         features = np.concatenate(parts, axis=1)
         widths = [p.shape[1] for p in parts] if widths is None else widths

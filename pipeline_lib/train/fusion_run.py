@@ -108,7 +108,8 @@ def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, sett
                ) -> dict[str, Any]:
     """Train the fusion model (and its no-pseudo-label twin when `pseudo.compare`); returns the stage metrics."""
     store = FeatureStore(store_path, mode="r")
-    data = load_fusion_data(raw_dir, store, temporal_predictions, list(settings.extractors), settings.task_features)
+    data = load_fusion_data(raw_dir, store, temporal_predictions, list(settings.extractors), settings.task_features,
+                            predictions=settings.residual)
     individual = individual_scores(data)
     teacher = (individual["expr"]["best_model"] if settings.pseudo.teacher == "best" else settings.pseudo.teacher)
     pseudo: PseudoLabels | None = None

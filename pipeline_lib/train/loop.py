@@ -37,13 +37,14 @@ class Fitted:
 
 def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable[[dict[str, Any]], torch.Tensor],
         validate: Callable[[], dict[str, float]], metric: str, *, epochs: int, lr: float, weight_decay: float,
-        on_epoch: Callable[[int, float, float], None] | None = None) -> Fitted:
+        on_epoch: Callable[[int, float, float], None] | None = None, validate_first: bool = False) -> Fitted:
     """Train `model` in place and load the best epoch's weights back into it.
 
     batch_loss(batch) -> loss of one training batch (the model in train mode);
     validate() -> the scores of one epoch, `metric` among them (higher is better);
     on_epoch(epoch, train_loss, val_metric) after each epoch, train_loss averaged over the ranks under torchrun.
-    One epoch of warm-up.
+    One epoch of warm-up. `validate_first` also scores the untrained model: when no epoch beats it, its
+    weights are kept and `best_epoch` is -1 (for a model that starts from a useful prediction).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     per_epoch = max(1, len(loader))  # type: ignore[arg-type]
@@ -52,6 +53,9 @@ def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable
     best_state: dict[str, torch.Tensor] | None = None
     begin, step = time.perf_counter(), 0
     sampler = getattr(loader, "sampler", None)
+    if validate_first:
+        result.best = validate()
+        best_state = copy.deepcopy(model.state_dict())
     for epoch in range(epochs):
         if hasattr(sampler, "set_epoch"):  # a DistributedSampler: a new permutation (the same on every rank)
             sampler.set_epoch(epoch)
@@ -69,7 +73,7 @@ def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable
         scores = validate()
         result.train_loss.append(mean_over_ranks(running / max(1, batches)))  # itself in one process
         result.val_metric.append(scores[metric])
-        if result.best_epoch < 0 or scores[metric] > result.best[metric]:
+        if best_state is None or scores[metric] > result.best[metric]:
             result.best_epoch, result.best = epoch, scores
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:

@@ -19,6 +19,7 @@ from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CLASS_INVALID, COL_AU, COL_EXPR, SPLIT_FOLDERS, TASK_FOLDERS, VA_INVALID, Task
 from pipeline_lib.data.manifest import VideoEntry, load_labels
 from pipeline_lib.data.prepare import RawCorpus, load_raw
+from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.store import FeatureStore, FeatureStoreError
 from pipeline_lib.features.windows import VideoArrays
 
@@ -62,7 +63,8 @@ class TaskData:
         return self.every[0].features.shape[1] if self.every else 0
 
 
-def _video(store: FeatureStore, raw: RawCorpus, entry: VideoEntry, task: str, extractor: str) -> VideoArrays:
+def _video(store: FeatureStore, raw: RawCorpus, entry: VideoEntry, task: str, extractor: str,
+           center: bool) -> VideoArrays:
     try:
         features, valid = store.read(extractor, entry.name)  # (T, D) float16, (T,) bool
     except FeatureStoreError as exc:
@@ -75,12 +77,15 @@ def _video(store: FeatureStore, raw: RawCorpus, entry: VideoEntry, task: str, ex
         pad = max(0, n - len(labels))
         labels = np.concatenate([labels[:n], np.zeros((pad, labels.shape[1]), np.float32)])
         annotated = np.concatenate([annotated[:n], np.zeros((pad, labels.shape[1]), bool)])
-    return VideoArrays(entry.name, features, valid, labels, annotated)
+    return VideoArrays(entry.name, center_per_video(features, valid) if center else features, valid, labels, annotated)
 
 
 def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str,
-                   names: Iterable[str] | None = None) -> TaskData:
+                   names: Iterable[str] | None = None, center: bool = True) -> TaskData:
     """Read every video's features once and pair them with `task`'s labels.
+
+    Features are centred per video (`center_per_video`), as every stage trains on them; `center=False`
+    keeps the stored values (for the ablation in benchmarks/downstream_variants.py).
 
     Raises DataError naming the task and its annotation folder when no training
     frame is labelled for it (nothing to learn from), and naming the video when
@@ -92,7 +97,7 @@ def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str
     wanted = set(names) if names is not None else None
     entries = [e for e in raw.entries if wanted is None or e.name in wanted]
     key = Task(task.upper()).value
-    every = [_video(store, raw, e, task, extractor) for e in entries]  # unannotated entries: all-False masks
+    every = [_video(store, raw, e, task, extractor, center) for e in entries]  # unannotated entries: all-False masks
     by_split = {s: [v for e, v in zip(entries, every, strict=True) if e.split == s and key in e.tasks]
                 for s in ("train", "val")}
     labelled = sum(int((v.label_mask.any(axis=1) & v.valid).sum()) for v in by_split["train"])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline_lib.models.fusion import DEPENDENCIES, FUSIONS, FusionModel
+from pipeline_lib.models.fusion import DEPENDENCIES, FUSIONS, PREDICTION_WIDTH, FusionModel
 
 WIDTHS = [6, 4, 4, 4]  # frame features, then the va / expr / au hidden features
 KWARGS = {"transformer": {"layers": 1, "heads": 2, "dropout": 0.0, "positions": "sincos", "max_len": 64}}
@@ -69,3 +69,40 @@ def test_concatenated_width_is_checked():
     model = _model("attention", "independent")
     with pytest.raises(ValueError, match="expected 18 input features"):
         model.fuse(torch.randn(1, 4, 17), torch.ones(1, 4, dtype=torch.bool))
+
+
+def _predictions(b: int, t: int) -> torch.Tensor:
+    """(B, T, 22) what task models write: VA values, EXPR probabilities, AU probabilities."""
+    torch.manual_seed(1)
+    va = torch.rand(b, t, 2) * 2 - 1
+    expr = torch.randn(b, t, 8).softmax(-1)
+    au = torch.rand(b, t, 12) * 0.98 + 0.01
+    return torch.cat([va, expr, au], dim=-1)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "attention"])
+@pytest.mark.parametrize("dependency", ["independent", "feedback", "feature_feedback"])
+def test_residual_model_starts_from_the_task_models_predictions(fusion, dependency):
+    widths = [*WIDTHS, PREDICTION_WIDTH]
+    model = FusionModel(widths, fusion, dependency, hidden=8, encoder="transformer",
+                        encoder_kwargs=KWARGS["transformer"], heads=2, residual=True).eval()
+    model.set_stats(torch.randn(sum(widths)), torch.rand(sum(widths)) + 0.5)  # standardising must not touch the base
+    base = _predictions(2, 6)
+    x = torch.cat([torch.randn(2, 6, sum(WIDTHS)), base], dim=-1)
+    outputs, _ = model(x, torch.ones(2, 6, dtype=torch.bool))
+    torch.testing.assert_close(outputs["va"], base[..., :2])
+    torch.testing.assert_close(outputs["expr"].softmax(-1), base[..., 2:10])
+    torch.testing.assert_close(outputs["au"].sigmoid(), base[..., 10:], atol=1e-5, rtol=1e-4)
+    # ... and learns corrections: once the heads move, so do the outputs
+    with torch.no_grad():
+        for layer in model.heads.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.bias.fill_(0.5)
+    moved, _ = model(x, torch.ones(2, 6, dtype=torch.bool))
+    assert not torch.allclose(moved["au"], outputs["au"]) and moved["va"].abs().max() <= 1
+    assert FusionModel(**model.spec).spec["residual"]
+
+
+def test_residual_model_needs_the_predictions_as_last_source():
+    with pytest.raises(ValueError, match="needs the task-model predictions \\(22 columns\\) as its last source"):
+        FusionModel(WIDTHS, residual=True)

@@ -45,6 +45,9 @@ def test_inputs_join_frame_and_task_features_with_all_labels(fused):
     assert tr1.label_mask[0].tolist()[:3] == [True, True, False]  # EXPR -1 on frame 0, VA labelled
     assert not tr1.label_mask[1, :2].any() and not tr1.label_mask[2, 3:15].any()  # VA -5, AU -1 frames
     assert not tr1.label_mask[:, COL_PSEUDO].any()
+    stored, valid = FeatureStore(store, mode="r").read("mae", "tr1")  # frame features: centred per video
+    np.testing.assert_allclose(tr1.features[valid, :8], stored[valid] - stored[valid].astype(np.float32).mean(0),
+                               atol=2e-3)
     pool = pseudo_pool(data)
     assert sorted(pool) == ["tr1", "tr2", "tr3", "un1"]  # never validation or test frames
     assert pool["tr1"].sum() == 1 and pool["un1"].sum() == 46  # tr1: frame 0; un1: every face frame
@@ -99,7 +102,22 @@ def test_every_variant_runs_end_to_end(fused, tmp_path: Path, fusion, dependency
         np.testing.assert_allclose(h5["te1/expr"][...].sum(1), 1.0, atol=1e-5)
         assert "pseudo_label" in h5["un1"] and "pseudo_label" not in h5["va1"]
     model, meta = load_fusion_model(tmp_path / "models" / "fusion.pt")
-    assert meta["sources"] == ["mae", "va", "expr", "au"] and model.spec["fusion"] == fusion
+    assert meta["sources"] == ["mae", "va", "expr", "au", "predictions"] and model.spec["fusion"] == fusion
+    assert model.spec["residual"] and meta["widths"] == [8, 8, 8, 8, 22]
+
+
+def test_residual_fusion_is_never_below_the_temporal_models_it_starts_from(fused, tmp_path: Path):
+    raw, store, pred = fused
+    metrics = run_fusion(raw, store, pred, _settings(pseudo={"enabled": False}), WINDOW,
+                         tmp_path / "models", tmp_path / "out" / "fusion.h5")
+    individual = metrics["individual"]
+    start = sum(individual[t]["temporal"] for t in ("va", "expr", "au"))
+    # Epoch 0 is the task models' own predictions (through float16, as fed in), so only rounding can differ.
+    assert metrics["val"]["mtl"] >= start - 2e-3
+    assert 0 <= metrics["best_epoch"] <= 2 and len(metrics["curve"]) == 2
+    plain = run_fusion(raw, store, pred, _settings(residual=False, pseudo={"enabled": False}), WINDOW,
+                       tmp_path / "m2", tmp_path / "o2" / "fusion.h5")
+    assert plain["sources"] == ["mae", "va", "expr", "au"] and plain["best_epoch"] >= 1
 
 
 def test_pseudo_compare_reports_both_runs_and_off_reproduces_them(fused, tmp_path: Path):

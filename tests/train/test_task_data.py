@@ -37,6 +37,17 @@ def test_load_task_data_splits_and_masks(corpus):
     assert va.train[0].labels.shape == (48, 2) and not va.train[0].label_mask[1].any()
 
 
+def test_loaded_features_are_centred_per_video(corpus):
+    raw, features = corpus
+    store = FeatureStore(features, mode="r")
+    for video in load_task_data(raw, store, "expr", "mae").every:
+        stored, valid = store.read("mae", video.name)
+        assert video.features.dtype == np.float16 and video.valid.tolist() == valid.tolist()
+        expected = stored.astype(np.float32) - stored[valid].astype(np.float32).mean(axis=0)
+        np.testing.assert_allclose(video.features[valid], expected[valid], atol=2e-3)
+        assert not video.features[~valid].any()
+
+
 def test_task_without_training_labels_names_task_and_folder(corpus):
     raw, features = corpus
     with pytest.raises(DataError, match=r"AU_Detection_Challenge/Train_Set: task au: no labelled training frame"):
