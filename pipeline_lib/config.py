@@ -222,7 +222,7 @@ class FusionSettings(_Section):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 30
     batch_size: Annotated[int, Field(ge=1, le=8192)] = 16
-    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    lr: Annotated[float, Field(gt=0, le=1)] = 3e-5  # a residual model corrects the task models; larger steps overwrite them
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.05
     loss_weights: LossWeights = LossWeights()
     pseudo: PseudoSettings = PseudoSettings()
