@@ -117,7 +117,7 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
     on_step("fusion")
     # The sources fusion trained on, named as in its metadata; "predictions" only for a residual model.
     sources = {**frames, **hidden,
-               "predictions": np.concatenate([outputs[t] for t in ("va", "expr", "au")], axis=1).astype(np.float16)}
+               "predictions": np.concatenate([outputs[t] for t in TASKS], axis=1).astype(np.float16)}
     fused_in = np.concatenate([sources[s] for s in fusion_meta["sources"]], axis=1)
     [fused] = predict_fusion(fusion, [_arrays(video.stem, fused_in, valid)], int(fusion_meta["window"]),
                              params.fusion.device)
