@@ -71,4 +71,11 @@ def main(
         typer.secho(f"removed stale {name}", fg=typer.colors.YELLOW, err=True)
     for key, problems in result.metrics["problems"].items():
         typer.secho(f"warning: {key}: {'; '.join(problems)}", fg=typer.colors.YELLOW, err=True)
+    for job in result.results:
+        if job.problems:  # already warned: frames it could not read carry no face either
+            continue
+        for subject, figures in job.subjects.items():
+            if figures.get("frames") and not figures.get("present"):
+                typer.secho(f"warning: {subject}: no face in any of its {figures['frames']} frames "
+                            f"(every frame of it is invalid downstream)", fg=typer.colors.YELLOW, err=True)
     typer.echo(result.summary_line())
