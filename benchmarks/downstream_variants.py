@@ -36,8 +36,10 @@ def main(seeds: list[int], extractor: str, store_path: Path) -> dict[str, object
     rows = []
     for task in TASKS:
         settings = params.temporal.resolve(task, params.window).model_copy(update={"extractor": extractor})
+        loaded = {center: load_task_data(Path("data/raw"), store, task, extractor, center=center)
+                  for center in (True, False)}
         for label, center, convergence in variants:
-            data = load_task_data(Path("data/raw"), store, task, extractor, center=center)
+            data = loaded[center]
             for seed in seeds:
                 scores = {}
                 for model, run in (("temporal", settings.model_copy(update={"convergence": convergence})),

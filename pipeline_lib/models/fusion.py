@@ -30,7 +30,8 @@ from pipeline_lib.models.heads import HEAD_OUTPUTS
 from pipeline_lib.models.registry import Registry
 from pipeline_lib.models.temporal import TemporalModel
 
-__all__ = ["DEPENDENCIES", "FUSIONS", "DependentHeads", "FusionModel", "PREDICTION_WIDTH", "TASKS"]
+__all__ = ["DEPENDENCIES", "FUSIONS", "DependentHeads", "FusionModel", "PREDICTION_SLICES", "PREDICTION_WIDTH",
+           "TASKS"]
 
 TASKS: Final[tuple[str, ...]] = ("va", "expr", "au")
 
@@ -149,13 +150,18 @@ def feature_feedback_heads(hidden: int, dropout: float = 0.0) -> DependentHeads:
 
 
 PREDICTION_WIDTH: Final[int] = sum(HEAD_OUTPUTS[t] for t in TASKS)  # VA 2 + EXPR 8 + AU 12
+# Where each task sits in a (.., 22) row of predictions (VA values, EXPR and AU probabilities): the layout of
+# the residual model's `predictions` source and of what `predict_fusion` joins.
+PREDICTION_SLICES: Final[dict[str, slice]] = {
+    t: slice(sum(HEAD_OUTPUTS[u] for u in TASKS[:k]), sum(HEAD_OUTPUTS[u] for u in TASKS[:k + 1]))
+    for k, t in enumerate(TASKS)}
 _EPS: Final[float] = 1e-4
 
 
 def _from_predictions(base: torch.Tensor) -> dict[str, torch.Tensor]:
     """(B, T, 22) task-model predictions (VA values, EXPR and AU probabilities) -> the heads' output space:
     VA values, EXPR log-probabilities (logits up to a constant), AU logits."""
-    va, expr, au = torch.split(base.float(), [HEAD_OUTPUTS[t] for t in TASKS], dim=-1)
+    va, expr, au = (base[..., PREDICTION_SLICES[t]].float() for t in TASKS)
     return {"va": va.clamp(-1.0, 1.0), "expr": expr.clamp_min(_EPS).log(),
             "au": torch.logit(au.clamp(_EPS, 1 - _EPS))}
 

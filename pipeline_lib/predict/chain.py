@@ -31,6 +31,7 @@ from pipeline_lib.predict.render import FramePredictions
 from pipeline_lib.train.compound import predict_compound
 from pipeline_lib.train.compound_run import load_compound_model
 from pipeline_lib.train.fusion import predict_fusion
+from pipeline_lib.train.fusion_data import prediction_source
 from pipeline_lib.train.fusion_run import load_fusion_model
 from pipeline_lib.train.task_data import TASKS
 from pipeline_lib.train.temporal import predict_videos
@@ -116,8 +117,7 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
         hidden[task], outputs[task] = h.astype(np.float16), o
     on_step("fusion")
     # The sources fusion trained on, named as in its metadata; "predictions" only for a residual model.
-    sources = {**frames, **hidden,
-               "predictions": np.concatenate([outputs[t] for t in TASKS], axis=1).astype(np.float16)}
+    sources = {**frames, **hidden, "predictions": prediction_source(outputs)}
     fused_in = np.concatenate([sources[s] for s in fusion_meta["sources"]], axis=1)
     [fused] = predict_fusion(fusion, [_arrays(video.stem, fused_in, valid)], int(fusion_meta["window"]),
                              params.fusion.device)

@@ -24,8 +24,7 @@ from pipeline_lib.config import FusionSettings
 from pipeline_lib.data.labels import COL_AU, COL_EXPR, EXPR_NAMES
 from pipeline_lib.features.windows import VideoArrays, WindowDataset
 from pipeline_lib.metrics import mtl_from_predictions
-from pipeline_lib.models.fusion import TASKS, FusionModel
-from pipeline_lib.models.heads import HEAD_OUTPUTS
+from pipeline_lib.models.fusion import PREDICTION_SLICES, TASKS, FusionModel
 from pipeline_lib.models.temporal import kwargs_for_encoder
 from pipeline_lib.train.fusion_data import COL_PSEUDO
 from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
@@ -80,10 +79,6 @@ def build_fusion_model(widths: Sequence[int], settings: FusionSettings, window: 
                        heads=settings.heads, dropout=settings.dropout, residual=settings.residual)
 
 
-_SLICES = {"va": slice(0, 2), "expr": slice(2, 10), "au": slice(10, 22)}
-assert sum(HEAD_OUTPUTS[t] for t in TASKS) == 22
-
-
 def predict_fusion(model: FusionModel, videos: Sequence[VideoArrays], window: int, device: str = "cpu"
                    ) -> list[dict[str, np.ndarray]]:
     """Per video {va (T, 2), expr (T, 8) probabilities, au (T, 12) probabilities, hidden (T, H) EXPR stream}."""
@@ -97,7 +92,7 @@ def predict_fusion(model: FusionModel, videos: Sequence[VideoArrays], window: in
     out = []
     for video in videos:
         joined, hidden = sliding_predict(forward, video.features, video.valid, window, device=device)
-        out.append({**{t: joined[:, s] for t, s in _SLICES.items()}, "hidden": hidden})
+        out.append({**{t: joined[:, s] for t, s in PREDICTION_SLICES.items()}, "hidden": hidden})
     return out
 
 

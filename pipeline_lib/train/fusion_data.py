@@ -11,6 +11,7 @@ still teaches those.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -28,8 +29,8 @@ from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.train.task_data import TASKS, check_finite
 from pipeline_lib.train.temporal_run import features_digest, read_predictions
 
-__all__ = ["COL_PSEUDO", "FusionData", "frame_sources", "label_mask", "load_fusion_data", "pseudo_pool",
-           "with_pseudo_labels"]
+__all__ = ["COL_PSEUDO", "FusionData", "frame_sources", "label_mask", "load_fusion_data", "prediction_source",
+           "pseudo_pool", "with_pseudo_labels"]
 
 COL_PSEUDO: Final[int] = 15  # EXPR pseudo-label column appended to the house layout
 N_COLUMNS: Final[int] = 16
@@ -136,6 +137,12 @@ def frame_sources(store: FeatureStore, extractors: list[str], name: str) -> tupl
     return parts, valid
 
 
+def prediction_source(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Task -> that task model's (T, O) outputs, joined into the residual model's (T, 22) float16 `predictions`
+    source (VA values, EXPR and AU probabilities, in TASKS order): the same at training and predict time."""
+    return np.concatenate([outputs[t] for t in TASKS], axis=1).astype(np.float16)
+
+
 def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, extractors: list[str],
                      task_features: bool = True, predictions: bool = False) -> FusionData:
     """Read every video's sources and labels once (RAM), after checking each task model's provenance.
@@ -165,11 +172,11 @@ def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, 
                                     f"features but {len(valid)} in the feature store: re-run `abaw temporal`")
                 parts.append(hidden.astype(np.float16))
         if predictions:
-            outputs = np.concatenate([individual["temporal"][entry.name][t] for t in TASKS], axis=1)  # (T, 22)
+            outputs = prediction_source(individual["temporal"][entry.name])  # (T, 22)
             if len(outputs) != len(valid):
                 raise DataError(predictions_dir, f"{entry.name}: {len(outputs)} frames of task-model predictions "
                                 f"but {len(valid)} in the feature store: re-run `abaw temporal`")
-            parts.append(outputs.astype(np.float16))
+            parts.append(outputs)
         labels = _fit(load_labels(raw.raw_dir, entry)[0], len(valid))
         features = np.concatenate(parts, axis=1)
         widths = [p.shape[1] for p in parts] if widths is None else widths
