@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import signal
 import sys
 import threading
@@ -75,6 +76,10 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(exc)) from None
         except KeyboardInterrupt as exc:
             signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            # I/O still pending on a library's event loop (zarr writes run on one) is abandoned on purpose: its
+            # array never gets its `complete` mark. Without this, asyncio reports each such task at exit, after
+            # our line.
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
             typer.secho(f"interrupted ({signal.Signals(signum).name}): re-run to finish", fg=typer.colors.YELLOW,
                         err=True)
             sys.exit(128 + signum)
