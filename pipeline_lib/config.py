@@ -107,12 +107,35 @@ class PretrainSettings(_Section):
 class FeaturesSettings(_Section):
     """Frame-feature extraction into the zarr feature store, and the linear probe that compares extractors."""
 
-    extractors: tuple[Literal["mae", "random"], ...] = ("mae", "random")
+    extractors: tuple[Literal["mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au"], ...] = (
+        "mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au")
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 128
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Literal["cpu", "cuda"] = "cpu"
     threads: Annotated[int, Field(ge=1, le=256)] = 2
     probe_stride: Annotated[int, Field(ge=1, le=1000)] = 1  # every n-th labelled frame in the linear probe
+
+
+class FinetuneSettings(_Section):
+    """Frame-wise LP-FT of the MAE encoder per task: the `finetuned_<task>` extractors."""
+
+    blocks: Annotated[int, Field(ge=0, le=64)] = 2  # last encoder blocks that train (0 = linear probe only)
+    layer_decay: Annotated[float, Field(gt=0, le=1)] = 0.75  # lr factor per block below the top one
+    epochs: Annotated[int, Field(ge=0, le=1000)] = 4
+    steps_per_epoch: Annotated[int, Field(ge=1, le=100_000)] = 40
+    videos_per_batch: Annotated[int, Field(ge=1, le=1024)] = 4
+    frames_per_video: Annotated[int, Field(ge=1, le=4096)] = 16
+    lr: Annotated[float, Field(gt=0, le=1)] = 5e-5  # the top trained block; lower ones get layer_decay powers
+    head_lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.05
+    probe_steps: Annotated[int, Field(ge=0, le=100_000)] = 300  # full-batch steps of the head on frozen features
+    probe_lr: Annotated[float, Field(gt=0, le=1)] = 1e-2
+    crop_scale_min: Annotated[float, Field(gt=0, le=1)] = 0.8
+    flip: bool = True
+    color_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 256  # frames per forward when encoding for validation
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: Annotated[int, Field(ge=1, le=256)] = 2
 
 
 EncoderName = Literal["transformer", "lstm", "gru", "tcn", "framewise"]
@@ -295,6 +318,7 @@ class Params(_Section):
     data: DataSettings = DataSettings()
     faces: FacesSettings = FacesSettings()
     pretrain: PretrainSettings = PretrainSettings()
+    finetune: FinetuneSettings = FinetuneSettings()
     features: FeaturesSettings = FeaturesSettings()
     temporal: TemporalSettings = TemporalSettings()
     fusion: FusionSettings = FusionSettings()

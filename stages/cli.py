@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import __version__
-from stages import compound, corpus, evaluate, faces, features, fusion, predict, pretrain, share, temporal
+from stages import (compound, corpus, evaluate, faces, features, finetune, fusion, predict, pretrain, share,
+                    temporal)
 
 app = typer.Typer(
     name="abaw",
@@ -36,6 +37,7 @@ def root(
 app.add_typer(corpus.app, name="corpus")
 app.add_typer(faces.app, name="faces")
 app.add_typer(pretrain.app, name="pretrain")
+app.add_typer(finetune.app, name="finetune")
 app.add_typer(features.app, name="features")
 app.add_typer(temporal.app, name="temporal")
 app.add_typer(fusion.app, name="fusion")

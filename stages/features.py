@@ -10,7 +10,7 @@ import typer
 
 from stages._common import ParamsOption, RawOption, fail, guarded, read_params, write_report
 
-app = typer.Typer(help="Frame features from frozen encoders (mae, random) into the zarr feature store.")
+app = typer.Typer(help="Frame features from frozen encoders (mae, random, finetuned_<task>) into the zarr feature store.")
 
 
 @app.callback(invoke_without_command=True)
@@ -21,6 +21,9 @@ def main(
     faces: Annotated[Path, typer.Option(help="Face stores from `abaw faces`.", file_okay=False)] = Path("data/faces"),
     checkpoint: Annotated[Path, typer.Option(help="MAE checkpoint from `abaw pretrain`.", dir_okay=False)] = Path(
         "models/mae/mae.pt"),
+    finetuned: Annotated[Path, typer.Option(help="Fine-tuned encoders from `abaw finetune` (<task>.pt), read by "
+                                                 "the finetuned_<task> extractors.", file_okay=False)] = Path(
+        "models/finetuned"),
     out: Annotated[Path, typer.Option(help="The zarr feature store (the DVC output).", file_okay=False)] = Path(
         "data/features.zarr"),
     report: Annotated[Path, typer.Option(help="Stage metrics (JSON).", dir_okay=False)] = Path("metrics/features.json"),
@@ -40,7 +43,8 @@ def main(
         raise fail(str(exc)) from None
     with Progress(disable=not progress) as bars:
         task = bars.add_task("features", total=None)
-        metrics = build_features(raw, faces, checkpoint, out, settings.features, seed=settings.seed, shard=shard_pair,
+        metrics = build_features(raw, faces, checkpoint, out, settings.features, finetuned_dir=finetuned,
+                                 seed=settings.seed, shard=shard_pair,
                                  on_video=lambda v: bars.advance(task, 1))
     write_report(report, metrics)
     probe = metrics.get("expr_probe_macro_f1", {})

@@ -36,6 +36,7 @@ def tiny_params_raw() -> dict[str, Any]:
     raw["data"]["demo"].update(TINY_DEMO)
     raw["faces"]["workers"] = 1  # a spawned pool costs seconds of start-up; one test covers it
     raw["pretrain"].update(epochs=1, batch_size=16, frame_stride=4, samples=2)
+    raw["finetune"].update(epochs=1, steps_per_epoch=2, videos_per_batch=2, frames_per_video=4, probe_steps=10)
     raw["temporal"]["common"].update(epochs=2, hidden=16, layers=1, heads=2)
     raw["fusion"].update(epochs=1, hidden=16, heads=2)
     raw["compound"].update(hidden=16, heads=2, curriculum={"epochs": [1, 1], "share": [0.0, 1.0]})

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_lib.config import (ConfigError, DemoCorpusSettings, FacesSettings, FeaturesSettings, Params,
-                                 PretrainSettings, TemporalCommon, load_params, parse_params)
+from pipeline_lib.config import (ConfigError, DemoCorpusSettings, FacesSettings, FeaturesSettings, FinetuneSettings,
+                                 Params, PretrainSettings, TemporalCommon, load_params, parse_params)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,9 @@ def test_params_yaml_spells_out_every_faces_default():
 def test_params_yaml_spells_out_every_pretrain_default():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(raw["pretrain"]) == set(PretrainSettings.model_fields)
+    assert set(raw["finetune"]) == set(FinetuneSettings.model_fields)
     assert set(raw["features"]) == set(FeaturesSettings.model_fields)
+    assert Params().finetune == FinetuneSettings(**raw["finetune"])  # the file's values are the code's defaults
 
 
 def test_params_yaml_spells_out_every_temporal_default():
@@ -60,7 +62,7 @@ def test_unknown_top_level_key_names_key_and_allowed():
     msg = str(err.value)
     assert "unknown key 'windw'" in msg
     assert "did you mean 'window'?" in msg
-    assert "allowed: compound, data, evaluate, faces, features, fusion, pretrain, seed, temporal, window" in msg
+    assert "allowed: compound, data, evaluate, faces, features, finetune, fusion, pretrain, seed, temporal, window" in msg
     assert "\n" not in msg
 
 

@@ -38,7 +38,7 @@ def probe_extractors(raw_dir: Path, store: FeatureStore, extractors: list[str], 
 
 
 def build_features(raw_dir: Path, face_dir: Path, checkpoint: Path, out: Path, settings: FeaturesSettings, *,
-                   seed: int = 0, shard: tuple[int, int] = (0, 1),
+                   finetuned_dir: Path | None = None, seed: int = 0, shard: tuple[int, int] = (0, 1),
                    on_video: Callable[[VideoFeatures], None] = lambda v: None) -> dict[str, Any]:
     """Encode, probe, and return the stage's metrics."""
     if not checkpoint.is_file():
@@ -53,8 +53,8 @@ def build_features(raw_dir: Path, face_dir: Path, checkpoint: Path, out: Path, s
     torch.set_num_threads(settings.threads)
     store = FeatureStore(out)
     start = time.perf_counter()
-    done = extract_features(face_dir, names, store, settings.extractors, checkpoint, batch_size=settings.batch_size,
-                            device=settings.device, precision=settings.precision, seed=seed, shard=shard,
+    done = extract_features(face_dir, names, store, settings.extractors, checkpoint, finetuned_dir=finetuned_dir,
+                            batch_size=settings.batch_size, device=settings.device, precision=settings.precision, seed=seed, shard=shard,
                             on_video=on_video)
     seconds = time.perf_counter() - start
     encoded = sum(v.encoded for v in done if not v.skipped)

@@ -1,8 +1,9 @@
 """Frame features: every face frame encoded once by a frozen encoder, cached in the zarr feature store.
 
 Everything downstream trains on this cache, so a temporal-model ablation
-costs minutes, not hours. Extractors are a small registry (`mae`, `random`);
-a video is skipped when its array exists with the provenance this run would
+costs minutes, not hours. Extractors are a small registry (`mae`, `random`,
+and `finetuned_<task>`: the MAE fine-tuned frame-wise on that task by
+`abaw finetune`); a video is skipped when its array exists with the provenance this run would
 write (encoder checkpoint hash, the face store it came from, settings), and
 rebuilt, never mixed, when anything differs.
 """
@@ -21,13 +22,15 @@ import numpy as np
 import torch
 
 from pipeline_lib import __version__
+from pipeline_lib.data.errors import DataError
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.models.mae import MAE, normalize
 from pipeline_lib.models.registry import Registry
 from pipeline_lib.train.face_frames import open_face_store
 from pipeline_lib.train.pretrain import load_mae
 
-__all__ = ["EXTRACTORS", "VideoFeatures", "build_extractor", "encode_store", "extract_features", "register_extractor"]
+__all__ = ["EXTRACTORS", "FINETUNED", "VideoFeatures", "build_extractor", "encode_store", "extract_features",
+           "extractor_checkpoint", "register_extractor"]
 
 Builder = Callable[[Path, int], torch.nn.Module]
 EXTRACTORS: Registry[Builder] = Registry("extractor")
@@ -55,7 +58,32 @@ def _random_init(checkpoint: Path, seed: int) -> torch.nn.Module:
     return MAE(trained.config).eval()
 
 
+FINETUNED = "finetuned_"  # + task: the encoder `abaw finetune --task <task>` wrote
+
+
+def _finetuned(checkpoint: Path, seed: int) -> torch.nn.Module:
+    return load_mae(checkpoint)[0]
+
+
+for _task in ("va", "expr", "au"):
+    register_extractor(f"{FINETUNED}{_task}")(_finetuned)
+
+
+def extractor_checkpoint(name: str, checkpoint: Path, finetuned_dir: Path | None) -> Path:
+    """The checkpoint extractor `name` reads: the MAE's, or for `finetuned_<task>` FINETUNED_DIR/<task>.pt."""
+    if not name.startswith(FINETUNED):
+        return checkpoint
+    task = name.removeprefix(FINETUNED)
+    if finetuned_dir is None:
+        raise DataError(None, f"extractor {name} needs the fine-tuned encoders' folder (--finetuned)")
+    path = finetuned_dir / f"{task}.pt"
+    if not path.is_file():
+        raise DataError(path, f"extractor {name}: missing (run `abaw finetune --task {task}` first)")
+    return path
+
+
 def build_extractor(name: str, checkpoint: Path, seed: int) -> torch.nn.Module:
+    """Extractor `name` built from `checkpoint` (the MAE's, or a fine-tuned one: see `extractor_checkpoint`)."""
     return EXTRACTORS.lookup(name)(checkpoint, seed)
 
 
@@ -116,16 +144,17 @@ def _face_provenance_digest(face_store: Path) -> str:
 
 
 def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, extractors: Sequence[str],
-                     checkpoint: Path, *, batch_size: int = 128, device: str = "cpu", precision: str = "fp32",
-                     seed: int = 0, shard: tuple[int, int] = (0, 1),
+                     checkpoint: Path, *, finetuned_dir: Path | None = None, batch_size: int = 128,
+                     device: str = "cpu", precision: str = "fp32", seed: int = 0, shard: tuple[int, int] = (0, 1),
                      on_video: Callable[[VideoFeatures], None] = lambda v: None) -> list[VideoFeatures]:
     """Encode the face stores of `names` (sorted; shard i/n keeps every n-th) with each extractor into `store`."""
     index, count = shard
     chosen = sorted(names)[index::count]
-    checkpoint_hash = file_digest(checkpoint)
+    sources = {extractor: extractor_checkpoint(extractor, checkpoint, finetuned_dir) for extractor in extractors}
     done: list[VideoFeatures] = []
     for extractor in extractors:
-        model = build_extractor(extractor, checkpoint, seed).to(device).eval()
+        checkpoint_hash = file_digest(sources[extractor])
+        model = build_extractor(extractor, sources[extractor], seed).to(device).eval()
         for name in chosen:
             face_store = face_dir / f"{name}.h5"
             provenance: dict[str, Any] = {"extractor": extractor, "checkpoint": checkpoint_hash, "seed": seed,

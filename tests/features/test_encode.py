@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_lib.data.errors import DataError
 from pipeline_lib.faces.store import FaceTrack, write_faces
 from pipeline_lib.features.encode import build_extractor, extract_features
 from pipeline_lib.features.store import FeatureStore
@@ -73,6 +74,26 @@ def test_shards_split_videos(tmp_path, faces):
     assert [[v.video for v in d] for d in done] == [["a"], ["none"]]
 
 
+def test_finetuned_extractor_reads_its_tasks_checkpoint(tmp_path, faces):
+    mae, tuned = _checkpoint(tmp_path / "mae.pt", 0), tmp_path / "finetuned"
+    tuned.mkdir()
+    _checkpoint(tuned / "va.pt", 3)
+    store = FeatureStore(tmp_path / "f.zarr")
+    extract_features(faces, ["a"], store, ["mae", "finetuned_va"], mae, finetuned_dir=tuned)
+    reference = FeatureStore(tmp_path / "r.zarr")
+    extract_features(faces, ["a"], reference, ["mae"], tuned / "va.pt")  # the same weights under the plain name
+    np.testing.assert_array_equal(store.read("finetuned_va", "a")[0], reference.read("mae", "a")[0])
+    assert not np.array_equal(store.read("finetuned_va", "a")[0], store.read("mae", "a")[0])
+    _checkpoint(tuned / "va.pt", 4)  # re-fine-tuned: its arrays are rebuilt, the MAE's stay
+    again = extract_features(faces, ["a"], store, ["mae", "finetuned_va"], mae, finetuned_dir=tuned)
+    assert [(v.extractor, v.skipped) for v in again] == [("mae", True), ("finetuned_va", False)]
+    with pytest.raises(DataError, match=r"extractor finetuned_au: missing \(run `abaw finetune --task au` first\)"):
+        extract_features(faces, ["a"], store, ["finetuned_au"], mae, finetuned_dir=tuned)
+    with pytest.raises(DataError, match=r"extractor finetuned_va needs the fine-tuned encoders' folder"):
+        extract_features(faces, ["a"], store, ["finetuned_va"], mae)
+
+
 def test_unknown_extractor(tmp_path):
-    with pytest.raises(ValueError, match="unknown extractor 'clip'; known: mae, random"):
+    with pytest.raises(ValueError, match="unknown extractor 'clip'; known: finetuned_au, finetuned_expr, "
+                                         "finetuned_va, mae, random"):
         build_extractor("clip", tmp_path / "mae.pt", 0)

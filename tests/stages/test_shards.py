@@ -43,7 +43,7 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("shards")
     params = tiny_params_raw()
-    params["features"].update(threads=1, batch_size=16)
+    params["features"].update(threads=1, batch_size=16, extractors=["mae", "random"])  # no fine-tuned encoders here
     prepare_raw(root / "raw", parse_params(params).data, seed=0, workers=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     paths = {"root": root, "raw": root / "raw", "params": root / "params.yaml"}

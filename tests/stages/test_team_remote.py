@@ -25,7 +25,7 @@ from tests.s3server import CREDENTIALS, configure_s3_remote, moto_server
 from tests.stages.conftest import BIN, commit, make_project, run, write_params
 
 DOWNSTREAM = {"temporal@va", "temporal@expr", "temporal@au", "fusion", "compound", "evaluate"}
-UPSTREAM = {"corpus", "faces", "pretrain", "features"}
+UPSTREAM = {"corpus", "faces", "pretrain", "finetune@va", "finetune@expr", "finetune@au", "features"}
 
 
 def ran(log: str) -> set[str]:

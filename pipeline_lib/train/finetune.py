@@ -1,0 +1,269 @@
+"""Frame-wise fine-tuning of the pretrained MAE encoder on one task's labels: the `finetuned_<task>` extractors.
+
+The published recipe fine-tunes the MAE encoder per task on single frames
+before the temporal stage. On few identities a fully fine-tuned ViT learns who
+is in the frame rather than what the face does, so this follows LP-FT (Kumar
+et al., 2022, "Fine-tuning can distort pretrained features"):
+
+1. linear probe: the head alone is fitted on frozen, per-video centred
+   features (epoch 0, the start every later epoch must beat);
+2. fine-tune: the last `blocks` encoder blocks, the final norm and the head
+   train together at a small learning rate with layer-wise decay, on batches
+   of a few videos x many frames whose pooled features are centred per video
+   (as every downstream reader centres them).
+
+Every epoch is scored on the validation videos with the task's official
+metric, frame-wise; the best epoch's encoder is kept. When no fine-tuning
+epoch beats the linear probe, the encoder is the pretrained one, unchanged,
+and the report says so (`best_epoch: 0`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline_lib.config import FinetuneSettings
+from pipeline_lib.data.errors import DataError
+from pipeline_lib.data.manifest import load_labels
+from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.features.windows import VideoArrays
+from pipeline_lib.models.heads import HEAD_OUTPUTS
+from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE, normalize
+from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
+from pipeline_lib.train.face_frames import face_augmentation, open_face_store
+from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
+from pipeline_lib.train.pretrain import load_mae
+from pipeline_lib.train.task_data import task_labels
+from pipeline_lib.metrics import TASK_METRICS
+from pipeline_lib.train.temporal import score_task
+
+__all__ = ["FaceVideo", "FinetuneResult", "finetune_encoder", "load_face_videos", "save_finetuned"]
+
+
+@dataclass(frozen=True)
+class FaceVideo:
+    """One video's aligned crops with one task's labels, all in RAM (a demo video is a few MB)."""
+
+    name: str
+    crops: np.ndarray  # (T, S, S, 3) uint8
+    present: np.ndarray  # (T,) bool
+    labels: np.ndarray  # (T, L) float32
+    annotated: np.ndarray  # (T, L) bool
+
+    @property
+    def usable(self) -> np.ndarray:
+        """Frames with a face and at least one label."""
+        return np.flatnonzero(self.present & self.annotated.any(axis=1))
+
+
+@dataclass
+class FinetuneResult:
+    task: str
+    metric: str
+    best_epoch: int  # 0 = the linear probe on the pretrained encoder was never beaten
+    scores: list[float] = field(default_factory=list)  # validation metric per epoch, epoch 0 = linear probe
+    losses: list[float] = field(default_factory=list)  # mean training loss per fine-tuning epoch
+    train_videos: int = 0
+    val_videos: int = 0
+    seconds: float = 0.0
+
+    @property
+    def best_score(self) -> float:
+        return self.scores[self.best_epoch]
+
+
+def load_face_videos(raw_dir: Path, face_dir: Path, task: str, split: str) -> list[FaceVideo]:
+    """The `split` videos annotated for `task`, with their face crops (missing face stores are an error)."""
+    raw = load_raw(raw_dir)
+    videos = []
+    for entry in raw.entries:
+        if entry.split != split or task.upper() not in entry.tasks:
+            continue
+        path = face_dir / f"{entry.name}.h5"
+        if not path.is_file():
+            raise DataError(path, f"{entry.name}: no face store (run `abaw faces` first)")
+        with open_face_store(path) as h5:
+            crops, present = h5["crops"][...], h5["present"][...].astype(bool)
+        labels, annotated = task_labels(load_labels(raw_dir, entry)[0], task)
+        n = min(len(crops), len(labels))
+        videos.append(FaceVideo(entry.name, crops[:n], present[:n], labels[:n], annotated[:n]))
+    return videos
+
+
+class _Loss:
+    """The task's training loss, weighted by the training frames' label frequencies as the temporal stage does."""
+
+    def __init__(self, task: str, videos: Sequence[FaceVideo]) -> None:
+        self.task = task
+        labels = np.concatenate([np.where(v.annotated, v.labels, -1) for v in videos])  # (N, L)
+        self.weights = (class_weights(labels[:, 0].astype(np.int64)) if task == "expr"
+                        else positive_weights(labels) if task == "au" else None)
+
+    def __call__(self, outputs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.task == "va":
+            return va_loss(torch.tanh(outputs), labels, mask)
+        if self.task == "expr":
+            return expr_loss(outputs, labels[:, 0].long(), mask[:, 0], weights=self.weights)
+        return au_loss(outputs, labels, mask, pos_weight=self.weights)
+
+
+def _activate(task: str, outputs: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(outputs) if task == "va" else outputs.softmax(-1) if task == "expr" else outputs.sigmoid()
+
+
+def _centred(features: torch.Tensor, groups: int) -> torch.Tensor:
+    """(groups * F, D) pooled features of `groups` videos, F frames each -> each video's mean removed."""
+    grouped = features.view(groups, -1, features.shape[-1])  # (V, F, D)
+    return (grouped - grouped.mean(dim=1, keepdim=True)).reshape(features.shape)
+
+
+@torch.inference_mode()
+def _encode_video(encoder: MAE, video: FaceVideo, batch_size: int, device: str) -> torch.Tensor:
+    """(T, D) centred features of every face frame (rows without a face stay 0)."""
+    rows = np.flatnonzero(video.present)
+    features = torch.zeros(len(video.present), encoder.config.width)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        features[chunk] = encoder.encode(normalize(video.crops[chunk]).to(device)).float().cpu()
+    if len(rows):
+        features[rows] -= features[rows].mean(dim=0)
+    return features
+
+
+def _validate(encoder: MAE, head: nn.Linear, videos: Sequence[FaceVideo], task: str, batch_size: int,
+              device: str) -> float:
+    encoder.eval()
+    outputs, arrays = [], []
+    for video in videos:
+        features = _encode_video(encoder, video, batch_size, device)
+        with torch.no_grad():
+            outputs.append(_activate(task, head(features.to(device))).cpu().numpy())
+        arrays.append(VideoArrays(video.name, features.numpy(), video.present, video.labels,
+                                  video.annotated & video.present[:, None]))
+    return score_task(task, outputs, arrays)[TASK_METRICS[task].name]
+
+
+def _linear_probe(encoder: MAE, head: nn.Linear, videos: Sequence[FaceVideo], loss: _Loss, settings:
+                  FinetuneSettings, device: str) -> None:
+    """Fit the head on frozen centred features of every usable training frame (full batch, AdamW)."""
+    xs, ys, ms = [], [], []
+    for video in videos:
+        rows = video.usable
+        xs.append(_encode_video(encoder, video, settings.batch_size, device)[rows])
+        ys.append(torch.as_tensor(video.labels[rows]))
+        ms.append(torch.as_tensor(video.annotated[rows]))
+    x, y, m = torch.cat(xs).to(device), torch.cat(ys).to(device), torch.cat(ms).to(device)  # (N, D), (N, L)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=settings.probe_lr, weight_decay=settings.weight_decay)
+    for _ in range(settings.probe_steps):
+        optimizer.zero_grad()
+        loss(head(x), y, m).backward()
+        optimizer.step()
+
+
+def _parameter_groups(encoder: MAE, head: nn.Linear, settings: FinetuneSettings) -> list[dict[str, Any]]:
+    """The last `blocks` blocks with layer-wise lr decay (the top block at `lr`), the final norm, and the head."""
+    depth = len(encoder.blocks)
+    groups = [{"params": list(encoder.norm.parameters()), "lr": settings.lr}]
+    for offset, block in enumerate(reversed(encoder.blocks[depth - settings.blocks:])):
+        groups.append({"params": list(block.parameters()), "lr": settings.lr * settings.layer_decay ** offset})
+    groups.append({"params": list(head.parameters()), "lr": settings.head_lr})
+    return groups
+
+
+def _trainable(encoder: MAE, blocks: int) -> None:
+    encoder.requires_grad_(False)
+    for block in encoder.blocks[len(encoder.blocks) - blocks:]:
+        block.requires_grad_(True)
+    encoder.norm.requires_grad_(True)
+
+
+def finetune_encoder(train: Sequence[FaceVideo], val: Sequence[FaceVideo], task: str, checkpoint: Path,
+                     settings: FinetuneSettings, *, seed: int = 0,
+                     on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[MAE, FinetuneResult]:
+    """LP-FT of the MAE in `checkpoint` on `task`; returns the best epoch's encoder (eval mode) and the record.
+
+    on_epoch(epoch, train_loss, val_score) is called after the linear probe (epoch 0, loss nan) and every
+    fine-tuning epoch.
+    """
+    if task not in HEAD_OUTPUTS:
+        raise ValueError(f"unknown task {task!r} (va, expr, au)")
+    train = [v for v in train if len(v.usable) >= settings.frames_per_video]
+    if not train:
+        raise DataError(None, f"finetune {task}: no training video with {settings.frames_per_video}+ labelled "
+                              f"face frames")
+    if not val:
+        raise DataError(None, f"finetune {task}: no validation video annotated for {task.upper()}")
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    torch.set_num_threads(settings.threads)
+    device = settings.device
+    encoder = load_mae(checkpoint)[0].to(device)
+    head = nn.Linear(encoder.config.width, HEAD_OUTPUTS[task]).to(device)
+    loss = _Loss(task, train)
+    result = FinetuneResult(task, TASK_METRICS[task].name, 0, train_videos=len(train), val_videos=len(val))
+
+    encoder.requires_grad_(False)
+    _linear_probe(encoder, head, train, loss, settings, device)
+    result.scores.append(_validate(encoder, head, val, task, settings.batch_size, device))
+    if on_epoch:
+        on_epoch(0, float("nan"), result.scores[0])
+    best = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict()))
+
+    _trainable(encoder, settings.blocks)
+    optimizer = torch.optim.AdamW(_parameter_groups(encoder, head, settings), weight_decay=settings.weight_decay)
+    augment = face_augmentation(encoder.config.image_size, settings.crop_scale_min, settings.flip,
+                                settings.color_jitter, IMAGE_MEAN, IMAGE_STD)
+    rng = np.random.default_rng(seed)
+    per_batch = min(settings.videos_per_batch, len(train))
+    for epoch in range(1, settings.epochs + 1 if settings.blocks else 1):  # blocks 0: the linear probe alone
+        encoder.train()
+        total = 0.0
+        for _ in range(settings.steps_per_epoch):
+            images, labels, masks = [], [], []
+            for index in rng.choice(len(train), per_batch, replace=False):
+                video = train[index]
+                rows = np.sort(rng.choice(video.usable, settings.frames_per_video, replace=False))
+                crops = torch.as_tensor(video.crops[rows]).permute(0, 3, 1, 2)  # (F, 3, S, S) uint8
+                images.append(torch.stack([augment(crop) for crop in crops]))
+                labels.append(torch.as_tensor(video.labels[rows]))
+                masks.append(torch.as_tensor(video.annotated[rows]))
+            pooled = encoder.encode(torch.cat(images).to(device))  # (V * F, D)
+            outputs = head(_centred(pooled, per_batch))
+            step_loss = loss(outputs, torch.cat(labels).to(device), torch.cat(masks).to(device))
+            optimizer.zero_grad()
+            step_loss.backward()
+            optimizer.step()
+            total += step_loss.item()
+        result.losses.append(total / settings.steps_per_epoch)
+        result.scores.append(_validate(encoder, head, val, task, settings.batch_size, device))
+        if result.scores[-1] > result.scores[result.best_epoch]:
+            result.best_epoch = epoch
+            best = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict()))
+        if on_epoch:
+            on_epoch(epoch, result.losses[-1], result.scores[-1])
+    encoder.load_state_dict(best[0])
+    encoder.requires_grad_(False)
+    result.seconds = time.perf_counter() - start
+    return encoder.eval(), result
+
+
+def save_finetuned(path: Path, encoder: MAE, source: Path, result: FinetuneResult,
+                   settings: FinetuneSettings) -> None:
+    """A checkpoint `load_mae` reads like the pretrained one, with what it was fine-tuned on in its meta."""
+    pretrained = read_checkpoint(source)
+    write_checkpoint(path, {
+        "model": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        "config": pretrained["config"],
+        "meta": {**pretrained.get("meta", {}), "finetuned": {
+            "task": result.task, "metric": result.metric, "best_epoch": result.best_epoch,
+            "scores": [round(s, 6) for s in result.scores], "settings": settings.model_dump()}},
+    })
