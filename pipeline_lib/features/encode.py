@@ -18,19 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 
 from pipeline_lib import __version__
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.models.heads import HEAD_OUTPUTS
 from pipeline_lib.models.mae import MAE, normalize
 from pipeline_lib.models.registry import Registry
 from pipeline_lib.train.face_frames import open_face_store
 from pipeline_lib.train.pretrain import load_mae
 
-__all__ = ["EXTRACTORS", "FINETUNED", "VideoFeatures", "build_extractor", "encode_store", "extract_features",
-           "extractor_checkpoint", "register_extractor"]
+__all__ = ["EXTRACTORS", "FINETUNED", "VideoFeatures", "build_extractor", "encode_crops", "encode_store",
+           "extract_features", "extractor_checkpoint", "register_extractor"]
 
 Builder = Callable[[Path, int], torch.nn.Module]
 EXTRACTORS: Registry[Builder] = Registry("extractor")
@@ -61,12 +63,8 @@ def _random_init(checkpoint: Path, seed: int) -> torch.nn.Module:
 FINETUNED = "finetuned_"  # + task: the encoder `abaw finetune --task <task>` wrote
 
 
-def _finetuned(checkpoint: Path, seed: int) -> torch.nn.Module:
-    return load_mae(checkpoint)[0]
-
-
-for _task in ("va", "expr", "au"):
-    register_extractor(f"{FINETUNED}{_task}")(_finetuned)
+for _task in HEAD_OUTPUTS:  # a fine-tuned encoder loads like the pretrained one, from its own checkpoint
+    register_extractor(f"{FINETUNED}{_task}")(_pretrained)
 
 
 def extractor_checkpoint(name: str, checkpoint: Path, finetuned_dir: Path | None) -> Path:
@@ -99,34 +97,40 @@ class VideoFeatures:
     seconds: float
 
 
-def encode_store(model: torch.nn.Module, face_store: Path, batch_size: int, device: str = "cpu",
-                 precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
-    """(features (T, D) float32, valid (T,) bool) of one face store; rows without a face are zero.
+def encode_crops(model: torch.nn.Module, crops: np.ndarray | h5py.Dataset, present: np.ndarray, batch_size: int,
+                 device: str = "cpu", precision: str = "fp32") -> np.ndarray:
+    """(T, D) float32 features of the frames of `crops` (T, S, S, 3) uint8 with `present` (T,); other rows are zero.
 
-    Crops are read in contiguous blocks (one HDF5 read per batch) and only the
-    frames with a face are encoded.
+    `crops` is read in contiguous blocks of `batch_size` frames (one read per
+    batch from an HDF5 dataset) and only the frames with a face are encoded.
     """
-    with open_face_store(face_store) as h5:
-        present = h5["present"][...]  # (T,)
-        crops = h5["crops"]
-        size = crops.shape[1]
-        features: np.ndarray | None = None
-        for start in range(0, len(present), batch_size):
-            rows = np.flatnonzero(present[start:start + batch_size])
-            if not len(rows):
-                continue
-            block = crops[start:start + batch_size][rows]  # (b, S, S, 3) uint8
-            images = normalize(block).to(device)  # (b, 3, S, S)
-            with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                                                        enabled=precision == "bf16"):
-                encoded = model.encode(images).float().cpu().numpy()  # (b, D)
-            if features is None:
-                features = np.zeros((len(present), encoded.shape[1]), np.float32)
-            features[start + rows] = encoded
+    features: np.ndarray | None = None
+    for start in range(0, len(present), batch_size):
+        rows = np.flatnonzero(present[start:start + batch_size])
+        if not len(rows):
+            continue
+        block = crops[start:start + batch_size][rows]  # (b, S, S, 3) uint8
+        images = normalize(block).to(device)  # (b, 3, S, S)
+        with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                                                    enabled=precision == "bf16"):
+            encoded = model.encode(images).float().cpu().numpy()  # (b, D)
+        if features is None:
+            features = np.zeros((len(present), encoded.shape[1]), np.float32)
+        features[start + rows] = encoded
     if features is None:  # no face anywhere: width from a dummy forward
+        size = crops.shape[1]
         with torch.inference_mode():
             width = model.encode(torch.zeros(1, 3, size, size, device=device)).shape[1]
         features = np.zeros((len(present), width), np.float32)
+    return features
+
+
+def encode_store(model: torch.nn.Module, face_store: Path, batch_size: int, device: str = "cpu",
+                 precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """(features (T, D) float32, valid (T,) bool) of one face store (`encode_crops` on its crops)."""
+    with open_face_store(face_store) as h5:
+        present = h5["present"][...]  # (T,)
+        features = encode_crops(model, h5["crops"], present, batch_size, device, precision)
     return features, present.astype(bool)
 
 

@@ -29,22 +29,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from pipeline_lib.config import FinetuneSettings
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.manifest import load_labels
 from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.features.encode import encode_crops
+from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.windows import VideoArrays
-from pipeline_lib.models.heads import HEAD_OUTPUTS
-from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE, normalize
+from pipeline_lib.metrics import TASK_METRICS
+from pipeline_lib.models.heads import HEAD_OUTPUTS, TaskHead, build_head
+from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE
 from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
 from pipeline_lib.train.face_frames import face_augmentation, open_face_store
-from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
 from pipeline_lib.train.pretrain import load_mae
 from pipeline_lib.train.task_data import task_labels
-from pipeline_lib.metrics import TASK_METRICS
-from pipeline_lib.train.temporal import score_task
+from pipeline_lib.train.temporal import activate, score_task, task_loss
+
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 __all__ = ["FaceVideo", "FinetuneResult", "finetune_encoder", "load_face_videos", "save_finetuned"]
 
@@ -99,25 +101,9 @@ def load_face_videos(raw_dir: Path, face_dir: Path, task: str, split: str) -> li
     return videos
 
 
-class _Loss:
-    """The task's training loss, weighted by the training frames' label frequencies as the temporal stage does."""
-
-    def __init__(self, task: str, videos: Sequence[FaceVideo]) -> None:
-        self.task = task
-        labels = np.concatenate([np.where(v.annotated, v.labels, -1) for v in videos])  # (N, L)
-        self.weights = (class_weights(labels[:, 0].astype(np.int64)) if task == "expr"
-                        else positive_weights(labels) if task == "au" else None)
-
-    def __call__(self, outputs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.task == "va":
-            return va_loss(torch.tanh(outputs), labels, mask)
-        if self.task == "expr":
-            return expr_loss(outputs, labels[:, 0].long(), mask[:, 0], weights=self.weights)
-        return au_loss(outputs, labels, mask, pos_weight=self.weights)
-
-
-def _activate(task: str, outputs: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(outputs) if task == "va" else outputs.softmax(-1) if task == "expr" else outputs.sigmoid()
+def _loss(task: str, videos: Sequence[FaceVideo]) -> Loss:
+    """The temporal stage's loss for `task`, weighted by these training videos' label frequencies."""
+    return task_loss(task, np.concatenate([np.where(v.annotated, v.labels, -1) for v in videos]))
 
 
 def _centred(features: torch.Tensor, groups: int) -> torch.Tensor:
@@ -126,39 +112,31 @@ def _centred(features: torch.Tensor, groups: int) -> torch.Tensor:
     return (grouped - grouped.mean(dim=1, keepdim=True)).reshape(features.shape)
 
 
-@torch.inference_mode()
-def _encode_video(encoder: MAE, video: FaceVideo, batch_size: int, device: str) -> torch.Tensor:
-    """(T, D) centred features of every face frame (rows without a face stay 0)."""
-    rows = np.flatnonzero(video.present)
-    features = torch.zeros(len(video.present), encoder.config.width)
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        features[chunk] = encoder.encode(normalize(video.crops[chunk]).to(device)).float().cpu()
-    if len(rows):
-        features[rows] -= features[rows].mean(dim=0)
-    return features
+def _encode_video(encoder: MAE, video: FaceVideo, batch_size: int, device: str) -> np.ndarray:
+    """(T, D) features of every face frame, centred per video as every reader of the feature store centres them."""
+    return center_per_video(encode_crops(encoder, video.crops, video.present, batch_size, device), video.present)
 
 
-def _validate(encoder: MAE, head: nn.Linear, videos: Sequence[FaceVideo], task: str, batch_size: int,
+def _validate(encoder: MAE, head: TaskHead, videos: Sequence[FaceVideo], task: str, batch_size: int,
               device: str) -> float:
     encoder.eval()
     outputs, arrays = [], []
     for video in videos:
         features = _encode_video(encoder, video, batch_size, device)
         with torch.no_grad():
-            outputs.append(_activate(task, head(features.to(device))).cpu().numpy())
-        arrays.append(VideoArrays(video.name, features.numpy(), video.present, video.labels,
+            outputs.append(activate(task, head(torch.from_numpy(features).to(device))).cpu().numpy())
+        arrays.append(VideoArrays(video.name, features, video.present, video.labels,
                                   video.annotated & video.present[:, None]))
     return score_task(task, outputs, arrays)[TASK_METRICS[task].name]
 
 
-def _linear_probe(encoder: MAE, head: nn.Linear, videos: Sequence[FaceVideo], loss: _Loss, settings:
-                  FinetuneSettings, device: str) -> None:
+def _linear_probe(encoder: MAE, head: TaskHead, videos: Sequence[FaceVideo], loss: Loss,
+                  settings: FinetuneSettings, device: str) -> None:
     """Fit the head on frozen centred features of every usable training frame (full batch, AdamW)."""
     xs, ys, ms = [], [], []
     for video in videos:
         rows = video.usable
-        xs.append(_encode_video(encoder, video, settings.batch_size, device)[rows])
+        xs.append(torch.from_numpy(_encode_video(encoder, video, settings.batch_size, device)[rows]))
         ys.append(torch.as_tensor(video.labels[rows]))
         ms.append(torch.as_tensor(video.annotated[rows]))
     x, y, m = torch.cat(xs).to(device), torch.cat(ys).to(device), torch.cat(ms).to(device)  # (N, D), (N, L)
@@ -169,7 +147,7 @@ def _linear_probe(encoder: MAE, head: nn.Linear, videos: Sequence[FaceVideo], lo
         optimizer.step()
 
 
-def _parameter_groups(encoder: MAE, head: nn.Linear, settings: FinetuneSettings) -> list[dict[str, Any]]:
+def _parameter_groups(encoder: MAE, head: TaskHead, settings: FinetuneSettings) -> list[dict[str, Any]]:
     """The last `blocks` blocks with layer-wise lr decay (the top block at `lr`), the final norm, and the head."""
     depth = len(encoder.blocks)
     groups = [{"params": list(encoder.norm.parameters()), "lr": settings.lr}]
@@ -207,8 +185,8 @@ def finetune_encoder(train: Sequence[FaceVideo], val: Sequence[FaceVideo], task:
     torch.set_num_threads(settings.threads)
     device = settings.device
     encoder = load_mae(checkpoint)[0].to(device)
-    head = nn.Linear(encoder.config.width, HEAD_OUTPUTS[task]).to(device)
-    loss = _Loss(task, train)
+    head = build_head(task, encoder.config.width).to(device)
+    loss = _loss(task, train)
     result = FinetuneResult(task, TASK_METRICS[task].name, 0, train_videos=len(train), val_videos=len(val))
 
     encoder.requires_grad_(False)

@@ -32,7 +32,7 @@ from pipeline_lib.train.loop import fit
 from pipeline_lib.train.sliding import sliding_predict
 
 __all__ = ["TaskNetwork", "TrainedTemporal", "activate", "encoder_kwargs", "feature_stats", "predict_videos",
-           "score_task", "train_temporal"]
+           "score_task", "task_loss", "train_temporal"]
 
 
 class TaskNetwork(nn.Module):
@@ -76,12 +76,15 @@ def feature_stats(videos: Sequence[VideoArrays]) -> tuple[torch.Tensor, torch.Te
     return torch.from_numpy(rows.mean(0)), torch.from_numpy(np.maximum(rows.std(0), 1e-3))
 
 
-def _loss_fn(task: str, train: Sequence[VideoArrays], mse_weight: float
-             ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """(outputs (B, T, O), labels (B, T, L), label_mask (B, T, L)) -> loss, with weights from training labels."""
+def task_loss(task: str, labels: np.ndarray, mse_weight: float = 0.0
+              ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(outputs (..., O) of the task's head, labels (..., L), label_mask (..., L)) -> loss.
+
+    EXPR class weights and AU positive weights come from `labels` (N, L), the
+    training labels with -1 where not annotated (VA needs none).
+    """
     if task == "va":
         return lambda out, y, m: va_loss(out, torch.where(m, y, -5.0), m, mse_weight)
-    labels = np.concatenate([np.where(v.label_mask, v.labels, -1) for v in train])  # (N, L)
     if task == "expr":
         weights = class_weights(labels[:, 0])
         return lambda out, y, m: expr_loss(out, torch.where(m[..., 0], y[..., 0], -1).long(), m[..., 0], weights)
@@ -165,7 +168,8 @@ def train_temporal(train: Sequence[VideoArrays], val: Sequence[VideoArrays], set
     if world > 1:
         torch.manual_seed(seed + rank)  # dropout: each rank its own masks (the weights are already identical)
         trainable = DistributedDataParallel(network, device_ids=[target] if target.type == "cuda" else None)
-    loss_fn = _loss_fn(task, train, settings.mse_weight)
+    loss_fn = task_loss(task, np.concatenate([np.where(v.label_mask, v.labels, -1) for v in train]),
+                        settings.mse_weight)
 
     def batch_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         outputs, _ = trainable(batch["features"].to(device), batch["valid"].to(device))  # (B, W, O)
