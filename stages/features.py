@@ -51,3 +51,6 @@ def main(
     typer.echo(f"features: {metrics['videos']} videos x {len(metrics['extractors'])} extractors, "
                f"{metrics['arrays_written']} arrays written, {metrics['arrays_resumed']} already current; "
                f"EXPR linear probe macro F1: {json.dumps(probe)}")
+    if draws := metrics.get("expr_probe_random_inits"):
+        typer.echo(f"  more random inits: {json.dumps(draws['macro_f1'])}; MAE above "
+                   f"{metrics.get('random_inits_below_mae')} random inits (their mean {draws.get('mean_with_random')})")

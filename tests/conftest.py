@@ -30,16 +30,25 @@ TINY_DEMO: dict[str, Any] = {
 }
 
 
-def tiny_params_raw() -> dict[str, Any]:
-    """params.yaml of the project with the demo corpus and every model shrunk (a fresh copy per call)."""
+def tiny_params_raw(finetuned: bool = False) -> dict[str, Any]:
+    """params.yaml of the project with the demo corpus and every model shrunk (a fresh copy per call).
+
+    Most tests build features for `mae` (and `random`) only, so unless `finetuned` the task models and
+    fusion read `mae` instead of the `finetuned_<task>` extractors params.yaml routes them to.
+    """
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["data"]["demo"].update(TINY_DEMO)
     raw["faces"]["workers"] = 1  # a spawned pool costs seconds of start-up; one test covers it
     raw["pretrain"].update(epochs=1, batch_size=16, frame_stride=4, samples=2)
+    raw["features"]["probe_random_inits"] = 1  # the path runs; its spread means nothing on 4 identities
     raw["finetune"].update(epochs=1, steps_per_epoch=2, videos_per_batch=2, frames_per_video=4, probe_steps=10)
     raw["temporal"]["common"].update(epochs=2, hidden=16, layers=1, heads=2)
     raw["fusion"].update(epochs=1, hidden=16, heads=2)
     raw["compound"].update(hidden=16, heads=2, curriculum={"epochs": [1, 1], "share": [0.0, 1.0]})
+    if not finetuned:
+        for task in ("va", "expr", "au"):
+            raw["temporal"][task]["extractor"] = None
+        raw["fusion"]["extractors"] = ["mae"]
     return raw
 
 

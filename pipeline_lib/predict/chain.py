@@ -20,7 +20,7 @@ import torch
 from pipeline_lib.config import Params
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CE_NAMES, EXPR_NAMES
-from pipeline_lib.features.encode import build_extractor, encode_store
+from pipeline_lib.features.encode import EXTRACTORS, build_extractor, encode_store, extractor_checkpoint
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.faces.extract import ExtractSettings, extract_faces
@@ -100,11 +100,12 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
         track = read_track_info(store)
         on_step("features")
         needed = ({str(meta["extractor"]) for _, meta in networks.values()}
-                  | set(fusion_meta["sources"]) | set(compound_meta["sources"])) & {"mae", "random"}
+                  | set(fusion_meta["sources"]) | set(compound_meta["sources"])) & set(EXTRACTORS.names())
         frames: dict[str, np.ndarray] = {}
         valid = np.asarray(track["present"], bool)
-        for name in sorted(needed):
-            extractor = build_extractor(name, paths["mae"], params.seed).eval()
+        for name in sorted(needed):  # `finetuned_<task>` reads <models>/finetuned/<task>.pt
+            checkpoint = extractor_checkpoint(name, paths["mae"], models_dir / "finetuned")
+            extractor = build_extractor(name, checkpoint, params.seed).eval()
             features, valid = encode_store(extractor, store, params.features.batch_size, params.features.device)
             # As stored in the feature store, then centred as every model downstream saw its features.
             frames[name] = center_per_video(features.astype(np.float16), valid)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from pipeline_lib.config import PretrainSettings
+from pipeline_lib.config import ConfigError, PretrainSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
 from pipeline_lib.train import distributed
 from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
@@ -97,7 +97,10 @@ def pretrain_mae(stores: Sequence[Path], settings: PretrainSettings, out_dir: Pa
     device = distributed.local_device(settings.device)
     torch.manual_seed(seed)
     torch.set_num_threads(settings.threads)
-    config = config_by_name(settings.model, mask_ratio=settings.mask_ratio)
+    try:
+        config = config_by_name(settings.model, **_config_ref(settings)["overrides"])
+    except ValueError as exc:  # e.g. a patch size that does not divide the image: a params problem, one line
+        raise ConfigError(f"pretrain: {exc}") from None
     model = MAE(config).to(device)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     augment = face_augmentation(config.image_size, settings.crop_scale_min, settings.flip, settings.color_jitter,
                                 IMAGE_MEAN, IMAGE_STD)
@@ -193,7 +196,10 @@ def _data_digest(stores: Sequence[Path]) -> str:
 
 
 def _config_ref(settings: PretrainSettings) -> dict[str, Any]:
-    return {"name": settings.model, "overrides": {"mask_ratio": settings.mask_ratio}}
+    overrides: dict[str, Any] = {"mask_ratio": settings.mask_ratio}
+    if settings.patch_size is not None:  # absent = the model's own (checkpoints from before the option load as then)
+        overrides["patch_size"] = settings.patch_size
+    return {"name": settings.model, "overrides": overrides}
 
 
 def _save(path: Path, checkpoint: dict[str, Any]) -> None:

@@ -6,14 +6,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import tiny_params_raw
 from tests.stages.conftest import BIN, make_project
 from tests.stages.conftest import run as _run
 
 
 @pytest.fixture
-def project(tmp_path: Path, tiny_params_dict) -> Path:
-    """A git + DVC copy of the project's pipeline files with tiny params."""
-    return make_project(tmp_path / "repo", tiny_params_dict)
+def project(tmp_path: Path) -> Path:
+    """A git + DVC copy of the project's pipeline files with tiny params, the task models and fusion on the
+    `finetuned_<task>` features as in params.yaml."""
+    params = tiny_params_raw(finetuned=True)
+    assert params["temporal"]["va"]["extractor"] == "finetuned_va"
+    return make_project(tmp_path / "repo", params)
 
 
 def _check_predict(project: Path) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_lib.config import PretrainSettings
+from pipeline_lib.config import ConfigError, PretrainSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
 from pipeline_lib.train.face_frames import FaceFrames
 from pipeline_lib.faces.store import FaceTrack, write_faces
@@ -86,6 +86,18 @@ def test_loss_falls_and_checkpoints_load_weights_only_and_resume(tmp_path, store
     other = SETTINGS.model_copy(update={"epochs": 1, "lr": 1e-3})
     _, fresh = pretrain_mae(stores, other, tmp_path, seed=0)
     assert fresh.resumed_from_epoch == 0  # other settings: never resumed from
+
+
+def test_patch_size_reaches_the_checkpoint_and_none_keeps_the_models_own(tmp_path, stores):
+    for patch, grid in ((8, 14), (None, 7)):
+        out = tmp_path / str(patch)
+        pretrain_mae(stores, SETTINGS.model_copy(update={"epochs": 1, "patch_size": patch}), out, seed=0)
+        assert torch.load(out / "mae.pt", weights_only=True)["config"]["overrides"] == {
+            "mask_ratio": 0.75, **({"patch_size": patch} if patch else {})}
+        loaded, _ = load_mae(out / "mae.pt")
+        assert (loaded.config.patch_size, loaded.config.grid) == (patch or 16, grid)
+    with pytest.raises(ConfigError, match="pretrain: patch_size 15 must divide image_size 112"):
+        pretrain_mae(stores, SETTINGS.model_copy(update={"patch_size": 15}), tmp_path / "bad", seed=0)
 
 
 class _Evil:
