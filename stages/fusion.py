@@ -53,6 +53,10 @@ def main(
     typer.echo(f"fusion ({settings.fusion}, {settings.dependency}): val MTL {val['mtl']} "
                f"(CCC {val['ccc_mean']}, EXPR F1 {val['expr_f1']}, AU F1 {val['au_f1_mean']}) vs best individual "
                f"sum {individual['sum']}")
+    truth = metrics["pseudo"].get("demo_truth")
+    if truth and truth["precision"] is not None:
+        typer.echo(f"pseudo-labels vs the demo corpus's truth: {truth['precision']:.1%} right on "
+                   f"{truth['frames_with_truth']} frames (majority-class guess {truth['chance']:.1%})")
     comparison = metrics["pseudo"].get("comparison")
     if comparison:
         typer.echo(f"pseudo-labels on/off: EXPR F1 {comparison['expr_f1']['on']}/{comparison['expr_f1']['off']}, "

@@ -11,7 +11,7 @@ Outputs (DESIGN.md sections 3 and 4):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,12 @@ from pipeline_lib.train.checkpoint import from_spec, read_checkpoint, rebuild, s
 from pipeline_lib.train.predictions import read_video_groups, write_groups
 from pipeline_lib.train.fusion import TrainedFusion, expr_class_f1, predict_fusion, train_fusion
 from pipeline_lib.train.fusion_data import FusionData, load_fusion_data, pseudo_pool, with_pseudo_labels
-from pipeline_lib.train.pseudo import PseudoLabels, make_pseudo_labels
+from pipeline_lib.train.pseudo import PseudoLabels, make_pseudo_labels, truth_agreement
 from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.train.task_data import TASKS, task_labels
 from pipeline_lib.train.temporal import score_task
 
-__all__ = ["individual_scores", "load_fusion_model", "read_fusion_predictions", "run_fusion"]
+__all__ = ["demo_truth_classes", "individual_scores", "load_fusion_model", "read_fusion_predictions", "run_fusion"]
 
 _COMPONENT = {"va": "ccc_mean", "expr": "expr_f1", "au": "au_f1_mean"}
 
@@ -61,6 +61,18 @@ def _rarest_class(train: list[VideoArrays], val: list[VideoArrays]) -> int:
                                         ).astype(np.int64), minlength=len(EXPR_NAMES))
     present = np.unique(np.concatenate([v.labels[v.label_mask[:, COL_EXPR], COL_EXPR] for v in val])).astype(int)
     return int(present[np.argmin(counts[present])])
+
+
+def demo_truth_classes(raw_dir: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """video -> (T,) true EXPR class (-1: no basic expression) from the demo corpus's hidden truth
+    (`<raw>/demo_truth/<video>.npz`); empty for a real corpus, which ships none."""
+    found: dict[str, np.ndarray] = {}
+    for name in names:
+        path = Path(raw_dir) / "demo_truth" / f"{name}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as truth:
+                found[name] = truth["labels"][:, COL_EXPR].astype(np.int64)
+    return found
 
 
 def load_fusion_model(path: Path) -> tuple[FusionModel, dict[str, Any]]:
@@ -151,6 +163,9 @@ def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, sett
     metrics["fusion_beats_individual"] = bool(metrics["val"]["mtl"] >= individual["sum"])
     metrics["pseudo"] = {"enabled": settings.pseudo.enabled, "used": pseudo is not None, "teacher": teacher,
                          **({} if pseudo is None else pseudo.summary())}
+    truth = {} if pseudo is None else demo_truth_classes(raw_dir, pseudo.labels)
+    if truth:  # the demo corpus knows every frame's class: say how good the teacher's labels were
+        metrics["pseudo"]["demo_truth"] = truth_agreement(pseudo.labels, truth)
     if "pseudo_off" in metrics:
         off = metrics["pseudo_off"]
         rarest = EXPR_NAMES[_rarest_class(data.train, data.val)]

@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline_lib.data.labels import CLASS_INVALID, EXPR_NAMES
 
-__all__ = ["PseudoLabels", "class_thresholds", "make_pseudo_labels", "uniform_window_weights"]
+__all__ = ["PseudoLabels", "class_thresholds", "make_pseudo_labels", "truth_agreement", "uniform_window_weights"]
 
 N_CLASSES = len(EXPR_NAMES)
 
@@ -112,3 +112,35 @@ def uniform_window_weights(window_classes: Sequence[np.ndarray], n_classes: int 
     filler = np.nanmedian(weights) if np.isfinite(weights).any() else 1.0
     weights = np.where(np.isfinite(weights), weights, filler)
     return weights / weights.sum()
+
+
+def truth_agreement(labels: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray]) -> dict[str, object]:
+    """How the kept pseudo-labels compare with the true classes, where a corpus knows them (the demo does).
+
+    labels: video -> (T,) pseudo class or -1; truth: video -> (T',) true class, -1 where the frame shows no
+    basic expression (a compound one, an unannotated span). Videos without truth and frames past either end
+    are skipped. Precision is over kept frames that have a true class; `chance` is what always guessing
+    the most frequent true class among them would score, the floor a useful teacher must clear.
+    """
+    predicted, actual = [], []
+    for name, pseudo in labels.items():
+        if name not in truth:
+            continue
+        n = min(len(pseudo), len(truth[name]))
+        kept = pseudo[:n] != CLASS_INVALID
+        predicted.append(pseudo[:n][kept])
+        actual.append(np.asarray(truth[name][:n], np.int64)[kept])
+    pred = np.concatenate(predicted) if predicted else np.zeros(0, np.int64)
+    true = np.concatenate(actual) if actual else np.zeros(0, np.int64)
+    has = true != CLASS_INVALID
+    right = pred[has] == true[has]
+    per_class = {}
+    for k, name in enumerate(EXPR_NAMES):
+        given = pred[has] == k
+        per_class[name] = round(float(right[given].mean()), 4) if given.any() else None
+    counts = np.bincount(true[has], minlength=N_CLASSES)
+    return {"frames": int(len(pred)), "frames_with_truth": int(has.sum()),
+            "frames_without_basic_truth": int((~has).sum()),
+            "precision": round(float(right.mean()), 4) if has.any() else None,
+            "chance": round(float(counts.max() / has.sum()), 4) if has.any() else None,
+            "per_class_precision": per_class}

@@ -2,6 +2,8 @@
 pseudo-labels on and off, and the provenance checks."""
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -10,11 +12,12 @@ import pytest
 import torch
 
 from pipeline_lib.config import FusionSettings
+from pipeline_lib.data.labels import COL_EXPR
 from pipeline_lib.data.errors import CheckpointError, DataError
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.train.fusion import FusionLoss
 from pipeline_lib.train.fusion_data import COL_PSEUDO, load_fusion_data, pseudo_pool, with_pseudo_labels
-from pipeline_lib.train.fusion_run import load_fusion_model, run_fusion
+from pipeline_lib.train.fusion_run import load_fusion_model, read_fusion_predictions, run_fusion
 from tests.train.conftest import build_corpus, train_task_models
 
 WINDOW = 16
@@ -51,6 +54,8 @@ def test_inputs_join_frame_and_task_features_with_all_labels(fused):
     pool = pseudo_pool(data)
     assert sorted(pool) == ["tr1", "tr2", "tr3", "un1"]  # never validation or test frames
     assert pool["tr1"].sum() == 1 and pool["un1"].sum() == 46  # tr1: frame 0; un1: every face frame
+    compound_only = replace(data, tasks={**data.tasks, "tr3": ("CE",)})
+    assert sorted(pseudo_pool(compound_only)) == ["tr1", "tr2", "un1"]  # compound faces get no basic label
 
 
 def test_pseudo_labels_reach_training_only_where_no_real_label(fused):
@@ -132,6 +137,27 @@ def test_pseudo_compare_reports_both_runs_and_off_reproduces_them(fused, tmp_pat
     assert not off["pseudo"]["enabled"] and "pseudo_off" not in off
     assert off["val"]["mtl"] == on["pseudo_off"]["mtl"]  # the ablation run is the comparison's off-run
     assert off["expr_class_f1"] == on["pseudo_off"]["expr_class_f1"]
+
+
+def test_demo_truth_reports_how_right_the_pseudo_labels_were(fused, tmp_path: Path):
+    raw, store, pred = fused
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    (copy / "demo_truth").mkdir()
+    truth = np.full((48, 15), -1.0, np.float32)
+    truth[:, COL_EXPR] = 2
+    truth[:10, COL_EXPR] = -1  # frames with no basic expression
+    np.savez(copy / "demo_truth" / "un1.npz", labels=truth)
+    metrics = run_fusion(copy, store, pred, _settings(), WINDOW, tmp_path / "m", tmp_path / "p" / "f.h5")
+    pseudo = read_fusion_predictions(tmp_path / "p" / "f.h5")[0]["un1"]["pseudo_label"]
+    kept = pseudo != -1
+    found = metrics["pseudo"]["demo_truth"]
+    assert found["frames"] == int(kept.sum()) > 0  # only un1 has truth
+    assert found["frames_without_basic_truth"] == int(kept[:10].sum())
+    assert found["precision"] == pytest.approx(float((pseudo[10:][kept[10:]] == 2).mean()), abs=1e-4)
+    assert found["chance"] == 1.0
+    plain = run_fusion(raw, store, pred, _settings(), WINDOW, tmp_path / "m2", tmp_path / "p2" / "f.h5")
+    assert "demo_truth" not in plain["pseudo"]  # a corpus without truth reports none
 
 
 def test_no_confident_frame_skips_pseudo_labels_with_a_notice(fused, tmp_path: Path):

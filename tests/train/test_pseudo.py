@@ -1,9 +1,10 @@
-"""Pseudo-labels: class-wise thresholds, which frames get labels, the pool prior, class-uniform window weights."""
+"""Pseudo-labels: class-wise thresholds, which frames get labels, the pool prior, class-uniform window weights,
+and how kept labels compare with a known truth."""
 
 import numpy as np
 import pytest
 
-from pipeline_lib.train.pseudo import class_thresholds, make_pseudo_labels, uniform_window_weights
+from pipeline_lib.train.pseudo import class_thresholds, make_pseudo_labels, truth_agreement, uniform_window_weights
 
 
 def _probs(rows):
@@ -56,3 +57,21 @@ def test_uniform_weights_equalise_classes():
     assert weights.tolist() == pytest.approx((raw / raw.sum()).tolist())
     drawn_class_0 = weights[:3].sum() * 2  # expected frames of class 0 per draw-pair vs class 1
     assert drawn_class_0 == pytest.approx(weights[3] * 2)
+
+
+def test_truth_agreement_scores_kept_frames_that_have_a_true_class():
+    labels = {"a": np.array([0, 0, 1, -1, 2, 2]), "b": np.array([1, 1]), "c": np.array([3])}
+    truth = {"a": np.array([0, 1, 1, 4, -1]), "b": np.array([1, 0, 0])}  # a is one frame short; c has no truth
+    found = truth_agreement(labels, truth)
+    # kept frames with truth: a0 (0 vs 0), a1 (0 vs 1), a2 (1 vs 1), b0 (1 vs 1), b1 (1 vs 0); a4 has no basic truth
+    assert found["frames"] == 6 and found["frames_with_truth"] == 5 and found["frames_without_basic_truth"] == 1
+    assert found["precision"] == pytest.approx(3 / 5)
+    assert found["chance"] == pytest.approx(3 / 5)  # true classes 0, 1, 1, 1, 0: class 1 is 3 of 5
+    assert found["per_class_precision"]["Neutral"] == pytest.approx(0.5)  # class 0 given twice, right once
+    assert found["per_class_precision"]["Anger"] == pytest.approx(2 / 3, abs=1e-4)  # rounded to 4 places
+    assert found["per_class_precision"]["Disgust"] is None  # given only on a frame without truth
+
+
+def test_truth_agreement_without_truth_has_no_precision():
+    found = truth_agreement({"a": np.array([1, -1])}, {})
+    assert found["frames"] == 0 and found["precision"] is None and found["chance"] is None
