@@ -29,7 +29,7 @@ from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.train.task_data import TASKS, check_finite
 from pipeline_lib.train.temporal_run import features_digest, read_predictions
 
-__all__ = ["BASIC_TASKS", "COL_PSEUDO", "FusionData", "frame_sources", "label_mask", "load_fusion_data", "prediction_source",
+__all__ = ["COL_PSEUDO", "FusionData", "frame_sources", "label_mask", "load_fusion_data", "prediction_source",
            "pseudo_pool", "with_pseudo_labels"]
 
 COL_PSEUDO: Final[int] = 15  # EXPR pseudo-label column appended to the house layout
@@ -211,6 +211,6 @@ def pseudo_pool(data: FusionData) -> dict[str, np.ndarray]:
     expressions, so a basic-class label is wrong by construction on most of their frames (on the demo
     corpus they held 572 of the 1,242 kept pseudo-labels, 367 of them on frames with no basic expression).
     """
+    train = {v.name for v in data.train}  # the training split's VA / EXPR / AU videos, as fusion trains on them
     return {v.name: v.valid & ~v.label_mask[:, COL_EXPR] for v in data.every
-            if data.splits[v.name] == "unlabeled"
-            or (data.splits[v.name] == "train" and not BASIC_TASKS.isdisjoint(data.tasks[v.name]))}
+            if v.name in train or data.splits[v.name] == "unlabeled"}
