@@ -111,8 +111,9 @@ class PretrainSettings(_Section):
 class FeaturesSettings(_Section):
     """Frame-feature extraction into the zarr feature store, and the linear probe that compares extractors."""
 
-    extractors: tuple[Literal["mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au"], ...] = (
-        "mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au")
+    # `landmarks`: face-shape geometry of the face stage's 5 points (features.geometry), no network.
+    extractors: tuple[Literal["mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au", "landmarks"], ...] = (
+        "mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au", "landmarks")
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 128
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Literal["cpu", "cuda"] = "cpu"

@@ -34,7 +34,7 @@ def tiny_params_raw(finetuned: bool = False) -> dict[str, Any]:
     """params.yaml of the project with the demo corpus and every model shrunk (a fresh copy per call).
 
     Most tests build features for `mae` (and `random`) only, so unless `finetuned` the task models and
-    fusion read `mae` instead of the `finetuned_<task>` extractors params.yaml routes them to.
+    fusion read `mae` instead of the `landmarks` and `finetuned_<task>` extractors params.yaml routes them to.
     """
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["data"]["demo"].update(TINY_DEMO)

@@ -3,9 +3,11 @@
 Everything downstream trains on this cache, so a temporal-model ablation
 costs minutes, not hours. Extractors are a small registry (`mae`, `random`,
 and `finetuned_<task>`: the MAE fine-tuned frame-wise on that task by
-`abaw finetune`); a video is skipped when its array exists with the provenance this run would
-write (encoder checkpoint hash, the face store it came from, settings), and
-rebuilt, never mixed, when anything differs.
+`abaw finetune`), plus `landmarks`, the face-shape geometry of the face
+stage's 5 points (`features.geometry`, no network); a video is skipped when
+its array exists with the provenance this run would write (encoder
+checkpoint hash or geometry version, the face store it came from,
+settings), and rebuilt, never mixed, when anything differs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 
 from pipeline_lib import __version__
 from pipeline_lib.data.errors import DataError
+from pipeline_lib.features.geometry import GEOMETRY_VERSION, LANDMARKS, landmark_store_features
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.models.heads import HEAD_OUTPUTS
 from pipeline_lib.models.mae import MAE, normalize
@@ -32,9 +35,9 @@ from pipeline_lib.train.face_frames import open_face_store
 from pipeline_lib.train.pretrain import load_mae
 
 __all__ = ["EXTRACTORS", "FINETUNED", "VideoFeatures", "build_extractor", "encode_crops", "encode_store",
-           "extract_features", "extractor_checkpoint", "register_extractor"]
+           "extract_features", "extractor_checkpoint", "extractor_features", "register_extractor"]
 
-Builder = Callable[[Path, int], torch.nn.Module]
+Builder = Callable[[Path | None, int], torch.nn.Module | None]  # None: no network (`landmarks`)
 EXTRACTORS: Registry[Builder] = Registry("extractor")
 
 
@@ -67,8 +70,11 @@ for _task in HEAD_OUTPUTS:  # a fine-tuned encoder loads like the pretrained one
     register_extractor(f"{FINETUNED}{_task}")(_pretrained)
 
 
-def extractor_checkpoint(name: str, checkpoint: Path, finetuned_dir: Path | None) -> Path:
-    """The checkpoint extractor `name` reads: the MAE's, or for `finetuned_<task>` FINETUNED_DIR/<task>.pt."""
+def extractor_checkpoint(name: str, checkpoint: Path, finetuned_dir: Path | None) -> Path | None:
+    """The checkpoint extractor `name` reads: the MAE's, for `finetuned_<task>` FINETUNED_DIR/<task>.pt, none
+    for `landmarks`."""
+    if name == LANDMARKS:
+        return None
     if not name.startswith(FINETUNED):
         return checkpoint
     task = name.removeprefix(FINETUNED)
@@ -80,8 +86,14 @@ def extractor_checkpoint(name: str, checkpoint: Path, finetuned_dir: Path | None
     return path
 
 
-def build_extractor(name: str, checkpoint: Path, seed: int) -> torch.nn.Module:
-    """Extractor `name` built from `checkpoint` (the MAE's, or a fine-tuned one: see `extractor_checkpoint`)."""
+@register_extractor(LANDMARKS)
+def _geometry(checkpoint: Path | None, seed: int) -> None:
+    return None
+
+
+def build_extractor(name: str, checkpoint: Path | None, seed: int) -> torch.nn.Module | None:
+    """Extractor `name` built from `checkpoint` (the MAE's, or a fine-tuned one: see `extractor_checkpoint`);
+    None for `landmarks`, which reads the face store's points instead of its crops."""
     return EXTRACTORS.lookup(name)(checkpoint, seed)
 
 
@@ -134,6 +146,14 @@ def encode_store(model: torch.nn.Module, face_store: Path, batch_size: int, devi
     return features, present.astype(bool)
 
 
+def extractor_features(extractor: torch.nn.Module | None, face_store: Path, batch_size: int, device: str = "cpu",
+                       precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """(features (T, D) float32, valid (T,) bool) of one face store from a built extractor (None: landmarks)."""
+    if extractor is None:
+        return landmark_store_features(face_store)
+    return encode_store(extractor, face_store, batch_size, device, precision)
+
+
 def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -157,13 +177,18 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
     sources = {extractor: extractor_checkpoint(extractor, checkpoint, finetuned_dir) for extractor in extractors}
     done: list[VideoFeatures] = []
     for extractor in extractors:
-        checkpoint_hash = file_digest(sources[extractor])
-        model = build_extractor(extractor, sources[extractor], seed).to(device).eval()
+        source = sources[extractor]
+        model = build_extractor(extractor, source, seed)
+        if model is None:  # geometry: the face store's points, nothing to build
+            settings: dict[str, Any] = {"geometry": GEOMETRY_VERSION}
+        else:
+            assert source is not None, f"extractor {extractor} has a network but no checkpoint"
+            model = model.to(device).eval()
+            settings = {"checkpoint": file_digest(source), "seed": seed, "precision": precision}
         for name in chosen:
             face_store = face_dir / f"{name}.h5"
-            provenance: dict[str, Any] = {"extractor": extractor, "checkpoint": checkpoint_hash, "seed": seed,
-                                          "faces": _face_provenance_digest(face_store), "precision": precision,
-                                          "library": __version__}
+            provenance: dict[str, Any] = {"extractor": extractor, **settings,
+                                          "faces": _face_provenance_digest(face_store), "library": __version__}
             provenance = json.loads(json.dumps(provenance))
             start = time.perf_counter()
             if store.is_current(extractor, name, provenance):
@@ -171,7 +196,7 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
                     frames = len(h5["present"])
                 done.append(VideoFeatures(extractor, name, frames, 0, True, 0.0))
             else:
-                features, valid = encode_store(model, face_store, batch_size, device, precision)
+                features, valid = extractor_features(model, face_store, batch_size, device, precision)
                 store.write(extractor, name, features, valid, provenance)
                 done.append(VideoFeatures(extractor, name, len(valid), int(valid.sum()), False,
                                           time.perf_counter() - start))

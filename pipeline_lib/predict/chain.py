@@ -20,7 +20,7 @@ import torch
 from pipeline_lib.config import Params
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CE_NAMES, EXPR_NAMES
-from pipeline_lib.features.encode import EXTRACTORS, build_extractor, encode_store, extractor_checkpoint
+from pipeline_lib.features.encode import EXTRACTORS, build_extractor, extractor_checkpoint, extractor_features
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.faces.extract import ExtractSettings, extract_faces
@@ -105,8 +105,9 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
         valid = np.asarray(track["present"], bool)
         for name in sorted(needed):  # `finetuned_<task>` reads <models>/finetuned/<task>.pt
             checkpoint = extractor_checkpoint(name, paths["mae"], models_dir / "finetuned")
-            extractor = build_extractor(name, checkpoint, params.seed).eval()
-            features, valid = encode_store(extractor, store, params.features.batch_size, params.features.device)
+            extractor = build_extractor(name, checkpoint, params.seed)
+            features, valid = extractor_features(None if extractor is None else extractor.eval(), store,
+                                                 params.features.batch_size, params.features.device)
             # As stored in the feature store, then centred as every model downstream saw its features.
             frames[name] = center_per_video(features.astype(np.float16), valid)
     on_step("temporal")

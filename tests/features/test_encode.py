@@ -95,5 +95,5 @@ def test_finetuned_extractor_reads_its_tasks_checkpoint(tmp_path, faces):
 
 def test_unknown_extractor(tmp_path):
     with pytest.raises(ValueError, match="unknown extractor 'clip'; known: finetuned_au, finetuned_expr, "
-                                         "finetuned_va, mae, random"):
+                                         "finetuned_va, landmarks, mae, random"):
         build_extractor("clip", tmp_path / "mae.pt", 0)

@@ -13,10 +13,11 @@ from tests.stages.conftest import run as _run
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A git + DVC copy of the project's pipeline files with tiny params, the task models and fusion on the
-    `finetuned_<task>` features as in params.yaml."""
+    """A git + DVC copy of the project's pipeline files with tiny params, the task models and fusion routed as
+    in params.yaml: task models on `landmarks`, fusion on it and the `finetuned_<task>` features."""
     params = tiny_params_raw(finetuned=True)
-    assert params["temporal"]["va"]["extractor"] == "finetuned_va"
+    assert params["temporal"]["va"]["extractor"] == "landmarks"
+    assert {"landmarks", "finetuned_va", "finetuned_expr", "finetuned_au"} <= set(params["fusion"]["extractors"])
     return make_project(tmp_path / "repo", params)
 
 
