@@ -42,7 +42,8 @@ EXTRACTORS: Registry[Builder] = Registry("extractor")
 
 
 def register_extractor(name: str) -> Callable[[Builder], Builder]:
-    """Add an encoder builder (checkpoint path, seed) -> module with `.encode(images) -> (B, D)`."""
+    """Add an encoder builder (checkpoint path, seed) -> module in eval mode with `.encode(images) -> (B, D)`,
+    or None for an extractor that reads the face store's points (`landmarks`)."""
     return EXTRACTORS.register(name)
 
 

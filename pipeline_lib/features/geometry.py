@@ -45,9 +45,9 @@ def landmark_features(landmarks: np.ndarray, present: np.ndarray) -> tuple[np.nd
         aligned = apply_matrices(template_matrices(points), points)  # (N, 5, 2) crop pixels
         residual = (aligned - template_for()) / CROP_SIZE  # (N, 5, 2)
         ok = np.isfinite(residual).all(axis=(1, 2))  # a degenerate fit (all points equal) gives NaN
-        rows = np.flatnonzero(present)[ok]
-        out[rows] = residual[ok].reshape(-1, WIDTH)
-        present[np.flatnonzero(present)[~ok]] = False
+        rows = np.flatnonzero(present)  # (N,)
+        out[rows[ok]] = residual[ok].reshape(-1, WIDTH)
+        present[rows[~ok]] = False
     return out, present
 
 

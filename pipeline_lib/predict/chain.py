@@ -105,8 +105,7 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
         valid = np.asarray(track["present"], bool)
         for name in sorted(needed):  # `finetuned_<task>` reads <models>/finetuned/<task>.pt
             checkpoint = extractor_checkpoint(name, paths["mae"], models_dir / "finetuned")
-            extractor = build_extractor(name, checkpoint, params.seed)
-            features, valid = extractor_features(None if extractor is None else extractor.eval(), store,
+            features, valid = extractor_features(build_extractor(name, checkpoint, params.seed), store,
                                                  params.features.batch_size, params.features.device)
             # As stored in the feature store, then centred as every model downstream saw its features.
             frames[name] = center_per_video(features.astype(np.float16), valid)
