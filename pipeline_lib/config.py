@@ -228,6 +228,8 @@ class PseudoSettings(_Section):
     weight: Annotated[float, Field(ge=0, le=100)] = 0.5  # loss weight of pseudo-labelled frames vs labelled ones
     uniform_sampling: bool = True  # draw training windows so every EXPR class is seen equally often
     debias: bool = True  # logit adjustment by the pseudo-labelled pool's class prior
+    # Counterfactual pseudo-labels: divide the teacher's mean probability over the pool out, to this power (0 = off).
+    debias_labels: Annotated[float, Field(ge=0, le=2)] = 0.0
     compare: bool = False  # also train the same model without pseudo-labels in the same run and report both
 
 

@@ -127,7 +127,7 @@ def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, sett
     pseudo: PseudoLabels | None = None
     if settings.pseudo.enabled:
         pseudo = make_pseudo_labels(data.teacher(teacher), pseudo_pool(data), settings.pseudo.threshold,
-                                    settings.pseudo.per_class)
+                                    settings.pseudo.per_class, settings.pseudo.debias_labels)
         if pseudo.kept == 0:
             notice(f"pseudo-labels skipped: the unlabelled pool has {pseudo.pool_frames} frame(s) and none reaches "
                    f"the teacher's confidence threshold")

@@ -9,10 +9,17 @@ The ABAW6 expression recipe (SEEDS.md) has three parts, each switchable:
   most confident class (the class-wise thresholds of FlexMatch).
 - Class-uniform sampling: training windows are drawn with weights that make
   every expression class about equally frequent among the frames seen.
-- Debiased feedback: the pseudo-labelled pool still leans to frequent
-  classes. The student's logits on pseudo-labelled frames get + log(prior of
-  the pool) before the loss (logit adjustment, Menon et al. 2021), so the raw
-  logits used at inference are not pushed towards the pool's majority.
+- Debiased feedback, in two halves as in DebiasPL (Wang et al. 2022):
+  - counterfactual labels: the teacher's mean probability over the pool is
+    its response bias, what it answers whatever the frame shows; a frame's
+    label comes from log p - strength * log(that mean), the teacher's evidence
+    with the bias taken out, so over-predicted classes stop taking the
+    borderline frames of rare ones (`debias_labels`);
+  - adaptive margins: the kept labels still lean to frequent classes, so the
+    student's logits on pseudo-labelled frames get + log(prior of the kept
+    labels) before the loss (logit adjustment, Menon et al. 2021) and the raw
+    logits used at inference are not pushed towards the pool's majority
+    (`debias`).
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import numpy as np
 
 from pipeline_lib.data.labels import CLASS_INVALID, EXPR_NAMES
 
-__all__ = ["PseudoLabels", "class_thresholds", "make_pseudo_labels", "truth_agreement", "uniform_window_weights"]
+__all__ = ["PseudoLabels", "class_thresholds", "counterfactual_probs", "make_pseudo_labels", "truth_agreement",
+           "uniform_window_weights"]
 
 N_CLASSES = len(EXPR_NAMES)
 
@@ -50,6 +58,19 @@ def class_thresholds(probs: np.ndarray, threshold: float, per_class: bool = True
     return np.where(counts > 0, threshold * mean / mean.max(), threshold)
 
 
+def counterfactual_probs(probs: np.ndarray, bias: np.ndarray, strength: float) -> np.ndarray:
+    """(T, K) probabilities with the teacher's response bias divided out: softmax(log probs - strength * log bias).
+
+    bias: (K,) the teacher's mean probability over the pool it labels. Strength 0
+    returns `probs` unchanged; 1 fully equalises what the teacher hands out on average.
+    """
+    if strength == 0 or len(probs) == 0:
+        return probs
+    # probs / bias**strength is the softmax of the shifted logits; a zero probability stays zero.
+    adjusted = probs * np.clip(bias, 1e-12, None) ** -strength  # (T, K)
+    return (adjusted / adjusted.sum(1, keepdims=True)).astype(probs.dtype)
+
+
 @dataclass(frozen=True)
 class PseudoLabels:
     """Teacher labels per video ((T,) int64, -1 where none) and what the pool looked like."""
@@ -59,6 +80,7 @@ class PseudoLabels:
     prior: np.ndarray  # (K,) class shares among the kept pseudo-labels (add-one smoothed)
     pool_frames: int  # frames the teacher was asked about
     kept_per_class: np.ndarray  # (K,) int64
+    teacher_mean: np.ndarray  # (K,) the teacher's mean probability over the pool (its response bias)
 
     @property
     def kept(self) -> int:
@@ -68,31 +90,36 @@ class PseudoLabels:
         return {"pool_frames": self.pool_frames, "kept_frames": self.kept,
                 "kept_per_class": {n: int(c) for n, c in zip(EXPR_NAMES, self.kept_per_class, strict=True)},
                 "thresholds": {n: round(float(t), 4) for n, t in zip(EXPR_NAMES, self.thresholds, strict=True)},
-                "prior": {n: round(float(p), 4) for n, p in zip(EXPR_NAMES, self.prior, strict=True)}}
+                "prior": {n: round(float(p), 4) for n, p in zip(EXPR_NAMES, self.prior, strict=True)},
+                "teacher_mean": {n: round(float(p), 4) for n, p in zip(EXPR_NAMES, self.teacher_mean, strict=True)}}
 
 
 def make_pseudo_labels(teacher: Mapping[str, np.ndarray], eligible: Mapping[str, np.ndarray], threshold: float,
-                       per_class: bool = True) -> PseudoLabels:
+                       per_class: bool = True, counterfactual: float = 0.0) -> PseudoLabels:
     """Label the eligible frames the teacher is confident about.
 
     teacher: video -> (T, K) class probabilities; eligible: video -> (T,) bool
-    (a face, no EXPR label, a training or unlabelled video). A frame is kept
-    when its top probability reaches its predicted class's threshold.
+    (a face, no EXPR label, a training or unlabelled video). With
+    `counterfactual` > 0 the probabilities first lose the teacher's response
+    bias (`counterfactual_probs` with its mean over the eligible frames). A
+    frame is kept when its top probability reaches its predicted class's threshold.
     """
     names = [n for n in teacher if n in eligible]
     pooled = [teacher[n][eligible[n]] for n in names]
     pool = np.concatenate(pooled) if pooled else np.zeros((0, N_CLASSES), np.float32)  # (N, K)
-    thresholds = class_thresholds(pool, threshold, per_class)
+    teacher_mean = pool.mean(0) if len(pool) else np.full(N_CLASSES, 1.0 / N_CLASSES)  # (K,)
+    adjusted = {n: counterfactual_probs(teacher[n], teacher_mean, counterfactual) for n in names}
+    thresholds = class_thresholds(counterfactual_probs(pool, teacher_mean, counterfactual), threshold, per_class)
     labels: dict[str, np.ndarray] = {}
     kept = np.zeros(N_CLASSES, np.int64)
     for name in names:
-        probs = teacher[name]  # (T, K)
+        probs = adjusted[name]  # (T, K)
         predicted = probs.argmax(1)
         keep = eligible[name] & (probs.max(1) >= thresholds[predicted])
         labels[name] = np.where(keep, predicted, CLASS_INVALID).astype(np.int64)
         kept += np.bincount(predicted[keep], minlength=N_CLASSES)
     prior = (kept + 1.0) / (kept.sum() + N_CLASSES)
-    return PseudoLabels(labels, thresholds, prior, len(pool), kept)
+    return PseudoLabels(labels, thresholds, prior, len(pool), kept, teacher_mean)
 
 
 def uniform_window_weights(window_classes: Sequence[np.ndarray], n_classes: int = N_CLASSES) -> np.ndarray:

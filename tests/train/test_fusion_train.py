@@ -18,6 +18,7 @@ from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.train.fusion import FusionLoss
 from pipeline_lib.train.fusion_data import COL_PSEUDO, load_fusion_data, pseudo_pool, with_pseudo_labels
 from pipeline_lib.train.fusion_run import load_fusion_model, read_fusion_predictions, run_fusion
+from pipeline_lib.train.pseudo import make_pseudo_labels
 from tests.train.conftest import build_corpus, train_task_models
 
 WINDOW = 16
@@ -88,6 +89,21 @@ def test_debias_adds_the_log_prior_to_pseudo_logits(fused):
     adjusted = logits[0] + torch.log(torch.tensor(prior, dtype=torch.float32))
     assert parts["pseudo"] == pytest.approx(float(torch.nn.functional.cross_entropy(adjusted,
                                                                                     torch.full((4,), 2))), rel=1e-5)
+
+
+def test_counterfactual_pseudo_labels_are_the_ones_the_stage_trains_on(fused, tmp_path: Path):
+    raw, store, pred = fused
+    data = load_fusion_data(raw, FeatureStore(store, mode="r"), pred, ["mae"])
+    teacher, pool = data.teacher("temporal"), pseudo_pool(data)
+    plain = make_pseudo_labels(teacher, pool, 0.2)
+    debiased = make_pseudo_labels(teacher, pool, 0.2, counterfactual=1.0)
+    assert not np.array_equal(plain.labels["un1"], debiased.labels["un1"])  # the option changes what is taught
+    metrics = run_fusion(raw, store, pred, _settings(pseudo={"debias_labels": 1.0}), WINDOW, tmp_path / "models",
+                         tmp_path / "out" / "fusion.h5")
+    assert metrics["pseudo"]["kept_per_class"] == debiased.summary()["kept_per_class"]
+    assert metrics["pseudo"]["teacher_mean"] == plain.summary()["teacher_mean"]
+    with h5py.File(tmp_path / "out" / "fusion.h5") as h5:
+        assert h5["un1/pseudo_label"][...].tolist() == debiased.labels["un1"].tolist()
 
 
 @pytest.mark.parametrize("fusion", ["concat", "attention"])

@@ -1,10 +1,16 @@
-"""Pseudo-labels: class-wise thresholds, which frames get labels, the pool prior, class-uniform window weights,
-and how kept labels compare with a known truth."""
+"""Pseudo-labels: class-wise thresholds, which frames get labels, the pool prior, counterfactual debiasing,
+class-uniform window weights, and how kept labels compare with a known truth."""
 
 import numpy as np
 import pytest
 
-from pipeline_lib.train.pseudo import class_thresholds, make_pseudo_labels, truth_agreement, uniform_window_weights
+from pipeline_lib.train.pseudo import (
+    class_thresholds,
+    counterfactual_probs,
+    make_pseudo_labels,
+    truth_agreement,
+    uniform_window_weights,
+)
 
 
 def _probs(rows):
@@ -41,6 +47,33 @@ def test_per_class_thresholds_let_an_unsure_rare_class_through():
     eligible = {"a": np.ones(3, bool)}
     assert make_pseudo_labels(teacher, eligible, 0.9, per_class=False).labels["a"].tolist() == [0, 0, -1]
     assert make_pseudo_labels(teacher, eligible, 0.9, per_class=True).labels["a"].tolist() == [0, 0, 3]
+
+
+def test_counterfactual_probs_divide_the_bias_out_and_renormalise():
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    bias = np.array([0.5, 0.25, 0.25])
+    full = counterfactual_probs(probs, bias, 1.0)
+    expected = np.array([[1.2, 1.2, 0.4], [0.4, 0.8, 2.4]])  # probs / bias, then rows sum to one
+    np.testing.assert_allclose(full, expected / expected.sum(1, keepdims=True), rtol=1e-12)
+    half = counterfactual_probs(probs, bias, 0.5)
+    expected = probs / np.sqrt(bias)
+    np.testing.assert_allclose(half, expected / expected.sum(1, keepdims=True), rtol=1e-12)
+    assert counterfactual_probs(probs, bias, 0.0) is probs
+
+
+def test_counterfactual_labels_move_borderline_frames_off_the_over_predicted_class():
+    # The teacher hands out class 0 on three of four frames; the last two are torn between 0 and 2.
+    teacher = {"a": np.zeros((4, 8))}
+    teacher["a"][:, :3] = [[0.9, 0.1, 0.0], [0.9, 0.1, 0.0], [0.5, 0.1, 0.4], [0.0, 0.1, 0.9]]
+    # mean (0.575, 0.1, 0.325): frame 2 becomes 0.5/0.575 = 0.87 for class 0 vs 0.4/0.325 = 1.23 for class 2
+    eligible = {"a": np.ones(4, bool)}
+    plain = make_pseudo_labels(teacher, eligible, 0.3, per_class=False)
+    debiased = make_pseudo_labels(teacher, eligible, 0.3, per_class=False, counterfactual=1.0)
+    assert plain.labels["a"].tolist() == [0, 0, 0, 2]
+    assert debiased.labels["a"].tolist() == [0, 0, 2, 2]
+    # the mean is taken over eligible frames only, and reported
+    assert debiased.teacher_mean.tolist() == pytest.approx(teacher["a"].mean(0).tolist())
+    assert plain.teacher_mean.tolist() == pytest.approx(debiased.teacher_mean.tolist())
 
 
 def test_empty_pool_keeps_nothing():
