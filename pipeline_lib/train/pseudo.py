@@ -66,8 +66,10 @@ def counterfactual_probs(probs: np.ndarray, bias: np.ndarray, strength: float) -
     """
     if strength == 0 or len(probs) == 0:
         return probs
-    # probs / bias**strength is the softmax of the shifted logits; a zero probability stays zero.
-    adjusted = probs * np.clip(bias, 1e-12, None) ** -strength  # (T, K)
+    # probs / bias**strength is the softmax of the shifted logits; a zero probability stays zero. Float64:
+    # float16 probabilities would turn a tiny bias into an infinite weight.
+    weights = np.clip(np.asarray(bias, np.float64), 1e-12, None) ** -strength  # (K,)
+    adjusted = np.asarray(probs, np.float64) * weights  # (T, K)
     return (adjusted / adjusted.sum(1, keepdims=True)).astype(probs.dtype)
 
 

@@ -59,6 +59,8 @@ def test_counterfactual_probs_divide_the_bias_out_and_renormalise():
     expected = probs / np.sqrt(bias)
     np.testing.assert_allclose(half, expected / expected.sum(1, keepdims=True), rtol=1e-12)
     assert counterfactual_probs(probs, bias, 0.0) is probs
+    tiny = counterfactual_probs(probs.astype(np.float16), np.array([1e-9, 0.5, 0.5], np.float16), 1.0)
+    assert tiny.dtype == np.float16 and np.isfinite(tiny).all() and tiny[:, 0].tolist() == [1.0, 1.0]
 
 
 def test_counterfactual_labels_move_borderline_frames_off_the_over_predicted_class():
