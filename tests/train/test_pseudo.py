@@ -73,9 +73,12 @@ def test_counterfactual_labels_move_borderline_frames_off_the_over_predicted_cla
     debiased = make_pseudo_labels(teacher, eligible, 0.3, per_class=False, counterfactual=1.0)
     assert plain.labels["a"].tolist() == [0, 0, 0, 2]
     assert debiased.labels["a"].tolist() == [0, 0, 2, 2]
-    # the mean is taken over eligible frames only, and reported
+    # the mean is reported either way, and taken over eligible frames only
     assert debiased.teacher_mean.tolist() == pytest.approx(teacher["a"].mean(0).tolist())
     assert plain.teacher_mean.tolist() == pytest.approx(debiased.teacher_mean.tolist())
+    partial = make_pseudo_labels(teacher, {"a": np.array([True, True, True, False])}, 0.3, per_class=False,
+                                 counterfactual=1.0)
+    assert partial.teacher_mean.tolist() == pytest.approx(teacher["a"][:3].mean(0).tolist())
 
 
 def test_empty_pool_keeps_nothing():
