@@ -32,6 +32,8 @@ class DemoCorpusSettings(_Section):
     test_videos: Annotated[int, Field(ge=0, le=500)] = 3
     unlabeled_videos: Annotated[int, Field(ge=0, le=500)] = 4
     two_subject_videos: Annotated[int, Field(ge=0, le=100)] = 1
+    # Videos with one task's labels in the other split (train <-> val), as 86 Aff-Wild2 videos have.
+    cross_task_videos: Annotated[int, Field(ge=0, le=100)] = 3
     ce_train_videos: Annotated[int, Field(ge=0, le=500)] = 6
     ce_val_videos: Annotated[int, Field(ge=0, le=500)] = 3
     fps: Annotated[float, Field(gt=0, le=60)] = 15.0
@@ -271,16 +273,35 @@ class FusionSettings(_Section):
 
 
 class CurriculumSettings(_Section):
-    """Stages from single to compound expressions: epochs per stage and the share of compound windows in it."""
+    """Stages from single to compound expressions: epochs per stage, the share of compound windows in it, and
+    which fraction of those is synthetic (two basic-expression windows mixed) rather than CE-labelled."""
 
     epochs: Annotated[list[Annotated[int, Field(ge=1, le=10_000)]], Field(min_length=1)] = [5, 5, 3, 3]
     share: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [0.0, 0.2, 0.4, 1.0]
+    synthetic: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [0.0, 1.0, 1.0, 0.0]
 
     @model_validator(mode="after")
     def _check_stages(self) -> CurriculumSettings:
-        if len(self.epochs) != len(self.share):
-            raise ValueError(f"compound.curriculum needs one share per stage: {len(self.epochs)} epochs entries, "
-                             f"{len(self.share)} share entries")
+        if not len(self.epochs) == len(self.share) == len(self.synthetic):
+            raise ValueError(f"compound.curriculum needs one share and one synthetic fraction per stage: "
+                             f"{len(self.epochs)} epochs entries, {len(self.share)} share entries, "
+                             f"{len(self.synthetic)} synthetic entries")
+        return self
+
+
+class SyntheticSettings(_Section):
+    """Synthetic compound windows: feature-level Mixup of two basic-expression windows (train/synthetic.py)."""
+
+    enabled: bool = True  # off: curriculum.synthetic is ignored, and a corpus without CE labels gets zero-shot scores
+    windows: Annotated[int, Field(ge=1, le=10_000_000)] = 2048  # mixed windows drawn once per run
+    mix: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)] = [0.3, 0.7]
+    purity: Annotated[float, Field(gt=0, le=1)] = 0.6  # share of a window's labelled frames showing its class
+    min_frames: Annotated[int, Field(ge=1, le=4096)] = 4  # labelled face frames a pure window needs
+
+    @model_validator(mode="after")
+    def _check_mix(self) -> SyntheticSettings:
+        if self.mix[0] > self.mix[1]:
+            raise ValueError(f"compound.synthetic.mix must be [low, high], got {self.mix}")
         return self
 
 
@@ -298,7 +319,9 @@ class CompoundSettings(_Section):
     basic_weight: Annotated[float, Field(ge=0, le=100)] = 1.0  # loss weight of single-expression frames
     constituent_weight: Annotated[float, Field(ge=0, le=100)] = 0.0  # compound frames teach the basic head too
     curriculum: CurriculumSettings = CurriculumSettings()
-    compare: bool = True  # also train directly (compound share 1 every epoch, same budget) and report both
+    synthetic: SyntheticSettings = SyntheticSettings()
+    compare: bool = True  # also train directly and synthetic-only (same budget) and report them beside it
+    seeds: Annotated[int, Field(ge=1, le=100)] = 3  # every compared run at seeds seed..seed+N-1; the model is seed's
     batch_size: Annotated[int, Field(ge=1, le=8192)] = 16
     lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.05

@@ -4,7 +4,7 @@ and with the zero-shot score of the fusion model."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -51,11 +51,16 @@ def main(
         if not metrics["trained"]:  # keep the declared curves folder: one point saying nothing was trained
             live.log_metric("trained", 0, plot=True)
     write_report(report, metrics)
+    typer.echo(summary_line(metrics))
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """One line: what was trained and how it scored on CE validation (means over the seeds when several)."""
     if not metrics["trained"]:
-        typer.echo(f"compound: zero-shot scores only ({metrics['reason']})")
-        return
-    line = (f"compound: val CE F1 curriculum {metrics['curriculum']['f1_macro']}, zero-shot "
-            f"{metrics['zero_shot']['f1_macro']}")
-    if "direct" in metrics:
-        line += f", direct {metrics['direct']['f1_macro']}"
-    typer.echo(line)
+        return f"compound: zero-shot scores only ({metrics['reason']})"
+    source = "real + synthetic" if metrics["real_compound_labels"] else "synthetic only (no CE training labels)"
+    if "seeds" not in metrics:
+        return f"compound: curriculum trained on {source} compound windows; no CE validation video to score it"
+    seeds = metrics["seeds"]
+    parts = ", ".join(f"{name} {mean}" for name, mean in seeds["mean"].items())
+    return f"compound ({source}): val CE F1, mean of {len(seeds['seeds'])} seed(s): {parts}"

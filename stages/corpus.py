@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from pipeline_lib.config import Params
 from pipeline_lib.data.prepare import prepare_raw
+from pipeline_lib.features.geometry import WIDTH as GEOMETRY_WIDTH
+from pipeline_lib.models.mae import config_by_name
 from stages._common import ParamsOption, guarded, read_params, write_report
 
 app = typer.Typer(help="Build data/raw: the demo corpus (data.source: demo) or an Aff-Wild2 import.")
@@ -29,4 +33,13 @@ def main(
     write_report(report, result.metrics())
     for warning in result.warnings:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    for line in result.plan().lines(_feature_arrays(settings)):
+        typer.echo(line)
     typer.echo(result.summary_line())
+
+
+def _feature_arrays(settings: Params) -> dict[int, int]:
+    """Width -> how many arrays of it `features.extractors` stores per video (for the disk estimate)."""
+    widths = Counter(GEOMETRY_WIDTH if name == "landmarks" else config_by_name(settings.pretrain.model).width
+                     for name in settings.features.extractors)
+    return dict(widths)

@@ -42,6 +42,9 @@ def main(
     for task in ("va", "expr", "au", "ce"):
         if task in headline:
             typer.echo(f"{task}: best on validation {headline[task]['model']} {headline[task]['value']}")
+    for task, model in metrics["unscored"].items():
+        typer.secho(f"notice: {task}: no validation labels; its test submission uses {model} unscored, with the "
+                    f"default post-processing", fg=typer.colors.YELLOW, err=True)
     sub = metrics["submissions"]
     typer.echo(f"submissions: {sum(sub['files'].values())} file(s), {sum(sub['rows'].values())} frame line(s) "
                f"written to {submissions}/, re-read with {len(sub['errors'])} error(s)")

@@ -51,6 +51,11 @@ def main(
     typer.echo(f"features: {metrics['videos']} videos x {len(metrics['extractors'])} extractors, "
                f"{metrics['arrays_written']} arrays written, {metrics['arrays_resumed']} already current; "
                f"EXPR linear probe macro F1: {json.dumps(probe)}")
+    if empty := metrics.get("landmarks_without_points"):
+        typer.secho(f"warning: landmarks: {len(empty)} video(s) have faces but no landmark points (e.g. {empty[0]}; "
+                    f"crops imported from cropped_aligned carry none), so their landmarks features are all invalid; "
+                    f"train the task models on finetuned_<task> there (README, 'Running on a real Aff-Wild2 copy')",
+                    fg=typer.colors.YELLOW, err=True)
     if draws := metrics.get("expr_probe_random_inits"):
         typer.echo(f"  more random inits: {json.dumps(draws['macro_f1'])}; MAE above "
                    f"{metrics.get('random_inits_below_mae')} random inits (their mean {draws.get('mean_with_random')})")

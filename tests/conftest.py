@@ -22,6 +22,7 @@ TINY_DEMO: dict[str, Any] = {
     "test_videos": 1,
     "unlabeled_videos": 1,
     "two_subject_videos": 1,
+    "cross_task_videos": 1,
     "ce_train_videos": 1,
     "ce_val_videos": 1,
     "min_seconds": 2.0,
@@ -44,7 +45,9 @@ def tiny_params_raw(finetuned: bool = False) -> dict[str, Any]:
     raw["finetune"].update(epochs=1, steps_per_epoch=2, videos_per_batch=2, frames_per_video=4, probe_steps=10)
     raw["temporal"]["common"].update(epochs=2, hidden=16, layers=1, heads=2)
     raw["fusion"].update(epochs=1, hidden=16, heads=2)
-    raw["compound"].update(hidden=16, heads=2, curriculum={"epochs": [1, 1], "share": [0.0, 1.0]})
+    raw["compound"].update(hidden=16, heads=2, seeds=2, curriculum={"epochs": [1, 1, 1], "share": [0.0, 0.5, 1.0],
+                                                                    "synthetic": [0.0, 1.0, 0.0]})
+    raw["compound"]["synthetic"].update(windows=64)
     if not finetuned:
         for task in ("va", "expr", "au"):
             raw["temporal"][task]["extractor"] = None

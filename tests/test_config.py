@@ -128,13 +128,17 @@ def test_fusion_section_checks_its_widths_and_names():
 
 
 def test_compound_and_evaluate_sections_are_spelled_out_and_checked():
-    from pipeline_lib.config import CompoundSettings, EvaluateSettings
+    from pipeline_lib.config import CompoundSettings, EvaluateSettings, SyntheticSettings
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(raw["compound"]) == set(CompoundSettings.model_fields)
     assert set(raw["evaluate"]) == set(EvaluateSettings.model_fields)
-    with pytest.raises(ConfigError, match="one share per stage: 2 epochs entries, 1 share entries"):
-        parse_params({"compound": {"curriculum": {"epochs": [1, 1], "share": [0.0]}}})
+    with pytest.raises(ConfigError, match="one share and one synthetic fraction per stage: 2 epochs entries, 1 share "
+                                          "entries, 2 synthetic entries"):
+        parse_params({"compound": {"curriculum": {"epochs": [1, 1], "share": [0.0], "synthetic": [0.0, 1.0]}}})
+    with pytest.raises(ConfigError, match="compound.synthetic.mix must be \\[low, high\\]"):
+        parse_params({"compound": {"synthetic": {"mix": [0.7, 0.3]}}})
+    assert set(raw["compound"]["synthetic"]) == set(SyntheticSettings.model_fields)
     with pytest.raises(ConfigError, match="compound.curriculum.share"):
         parse_params({"compound": {"curriculum": {"epochs": [1], "share": [1.5]}}})
     with pytest.raises(ConfigError, match="compound.extractors lists an extractor twice"):

@@ -52,6 +52,10 @@ COL_AROUSAL: Final[int] = 1
 COL_EXPR: Final[int] = 2
 COL_AU: Final[slice] = slice(3, 15)
 N_LABEL_COLUMNS: Final[int] = 15
+# Columns of the (T, 15) layout each basic task fills; CE is kept apart as (T,).
+LABEL_COLUMNS: Final[dict[str, list[int]]] = {
+    "VA": [COL_VALENCE, COL_AROUSAL], "EXPR": [COL_EXPR], "AU": list(range(COL_AU.start, COL_AU.stop)),
+}
 
 # The challenge's folder name of each task under <root>/annotations/.
 TASK_FOLDERS: Final[dict[Task, str]] = {

@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, cast
+from typing import Final, Literal, NamedTuple, cast
 
 import av
 import numpy as np
@@ -21,8 +21,7 @@ import numpy as np
 from pipeline_lib.data.annotations import read_annotation
 from pipeline_lib.data.errors import DataError, LayoutError
 from pipeline_lib.data.labels import (
-    CLASS_INVALID, COL_AROUSAL, COL_AU, COL_EXPR, COL_VALENCE, SPLIT_FOLDERS, VA_INVALID, Task, empty_compound,
-    empty_labels,
+    CLASS_INVALID, LABEL_COLUMNS, SPLIT_FOLDERS, VA_INVALID, Task, empty_compound, empty_labels,
 )
 from pipeline_lib.data.layout import (
     TEST_LIST_TASKS, VIDEO_SUFFIXES, AffWild2Layout, read_test_list, read_text_lines, safe_video_name,
@@ -31,32 +30,61 @@ from pipeline_lib.data.layout import (
 from pipeline_lib.data.mtl import read_mtl
 
 __all__ = [
-    "LABEL_TASKS", "MANIFEST_COLUMNS", "VideoEntry", "build_manifest", "load_labels", "probe_video",
-    "read_manifest", "write_manifest",
+    "BASIC_TASKS", "LABEL_TASKS", "MANIFEST_COLUMNS", "SPLITS", "Scanned", "Split", "VideoEntry", "build_manifest",
+    "format_splits", "labels_in_split", "load_labels", "probe_video", "read_manifest", "write_manifest",
 ]
 
-Split = Literal["train", "val", "test", "unlabeled"]
+Split = Literal["train", "val", "test"]
 Side = Literal["left", "right"]
 LABEL_TASKS: Final[tuple[str, ...]] = tuple(t.value for t in Task)  # VA, EXPR, AU, CE
-SPLITS: Final[tuple[str, ...]] = ("train", "val", "test", "unlabeled")
-MANIFEST_COLUMNS: Final[tuple[str, ...]] = ("name", "video_path", "split", "tasks", "side", "fps", "n_frames")
-# Columns of the (T, 15) layout each task fills; CE is kept apart as (T,).
-_COLUMNS: Final[dict[str, list[int]]] = {
-    "VA": [COL_VALENCE, COL_AROUSAL], "EXPR": [COL_EXPR], "AU": list(range(COL_AU.start, COL_AU.stop)),
-}
+BASIC_TASKS: Final[tuple[str, ...]] = ("VA", "EXPR", "AU")  # the tasks one MTL file or MTL test list covers
+SPLITS: Final[tuple[str, ...]] = ("train", "val", "test")
+MANIFEST_COLUMNS: Final[tuple[str, ...]] = ("name", "video_path", "splits", "side", "fps", "n_frames")
 
 
 @dataclass(frozen=True)
 class VideoEntry:
-    """One subject track of one video file (a `_left`/`_right` pair shares a file)."""
+    """One subject track of one video file (a `_left`/`_right` pair shares a file).
+
+    `splits` maps each task the video is labelled or tested for to its split in that task: in Aff-Wild2 a
+    video can be in VA's Train_Set and EXPR's Validation_Set, so a video has no single split. An empty
+    mapping is an unlabelled video (in no annotation and no test list).
+    """
 
     name: str
     video_path: str  # relative to the dataset root, posix separators
-    split: Split
-    tasks: tuple[str, ...]  # subset of LABEL_TASKS, in that order
+    splits: Mapping[str, Split] = field(hash=False)  # task (LABEL_TASKS) -> split, in LABEL_TASKS order
     side: Side | None
     fps: float
     n_frames: int
+
+    def __post_init__(self) -> None:
+        unknown = [f"{t}:{s}" for t, s in self.splits.items() if t not in LABEL_TASKS or s not in SPLITS]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown task or split in {unknown}")
+        object.__setattr__(self, "splits", {t: self.splits[t] for t in LABEL_TASKS if t in self.splits})
+
+    def split_of(self, task: str) -> Split | None:
+        """The split of `task` ("va" or "VA", ...) for this video; None if it is neither labelled nor tested."""
+        return self.splits.get(task.upper())
+
+    def tasks_in(self, split: str) -> tuple[str, ...]:
+        """Tasks (LABEL_TASKS order) this video belongs to `split` of."""
+        return tuple(t for t, s in self.splits.items() if s == split)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Tasks with labels (train or val), in LABEL_TASKS order."""
+        return tuple(t for t, s in self.splits.items() if s != "test")
+
+    @property
+    def unlabeled(self) -> bool:
+        return not self.splits
+
+
+def format_splits(splits: Mapping[str, str]) -> str:
+    """{"VA": "train", "EXPR": "val"} -> "VA:train+EXPR:val" (the manifest's `splits` cell; "" when unlabelled)."""
+    return "+".join(f"{task}:{split}" for task, split in splits.items())
 
 
 def probe_video(path: Path) -> tuple[float, int]:
@@ -87,57 +115,91 @@ def probe_video(path: Path) -> tuple[float, int]:
     return float(rate), int(n_frames)
 
 
+class Scanned(NamedTuple):
+    """What build_manifest found: the entries, one-line warnings, and the names of videos left out."""
+
+    entries: list[VideoEntry]
+    warnings: list[str]
+    skipped: list[str]
+
+
 class _Scan:
-    """Video name -> split, tasks and the first file naming it, while scanning."""
+    """(video, task) -> split and the file that says so, while scanning; the per-task folders go first."""
 
     def __init__(self) -> None:
-        self.split: dict[str, tuple[str, Path]] = {}
-        self.tasks: dict[str, set[str]] = {}
+        self.splits: dict[str, dict[str, tuple[str, Path]]] = {}
         self.warnings: list[str] = []
+        self.skipped: list[str] = []
 
-    def add(self, video: str, split: str, tasks: tuple[str, ...], source: Path) -> None:
+    def known(self, video: str, task: str) -> tuple[str, Path] | None:
+        return self.splits.get(video, {}).get(task)
+
+    def add(self, video: str, task: str, split: str, source: Path) -> None:
+        """`source` puts `video`'s `task` in `split`; another split for the same (video, task) is an error."""
         try:
             safe_video_name(video, source)
         except LayoutError as err:
             self.warnings.append(f"{err}; skipped")
+            self.skipped.append(video)
             return
-        if video in self.split and self.split[video][0] != split:
-            other_split, other = self.split[video]
-            raise LayoutError(source, f"video {video!r} is {split} here but {other_split} in {other}")
-        self.split.setdefault(video, (split, source))
-        self.tasks.setdefault(video, set()).update(tasks)
+        known = self.known(video, task)
+        if known is not None and known[0] != split:
+            raise LayoutError(source, f"video {video!r} is {task} {split} here but {task} {known[0]} in {known[1]}")
+        self.splits.setdefault(video, {}).setdefault(task, (split, source))
+
+    def first_source(self, video: str) -> Path:
+        return next(iter(self.splits[video].values()))[1]
 
 
-def _scan_labels(layout: AffWild2Layout, scan: _Scan) -> None:
-    """Record annotated videos; the MTL file stands in for absent per-task folders."""
+def _scan_folders(layout: AffWild2Layout, scan: _Scan) -> None:
+    """Record every per-task annotation file: it fixes its task's split for its video."""
     for split in SPLIT_FOLDERS:
-        mtl_path = layout.mtl_path(split)
-        mtl: dict[str, np.ndarray] | None = None  # read at most once per split
         for task in Task:
             folder = layout.annotation_dir(task, split)
             if folder.is_dir():
                 for file in sorted(folder.glob("*.txt")):
-                    scan.add(file.stem, split, (task.value,), file)
-            elif task is not Task.CE and mtl_path.is_file():
-                mtl = read_mtl(mtl_path) if mtl is None else mtl
-                for video, labels in mtl.items():
-                    columns = labels[:, _COLUMNS[task.value]]
-                    invalid = VA_INVALID if task is Task.VA else CLASS_INVALID
-                    if (columns != invalid).any():
-                        scan.add(video, split, (task.value,), mtl_path)
+                    scan.add(file.stem, task.value, split, file)
+
+
+def _scan_mtl(layout: AffWild2Layout, scan: _Scan) -> None:
+    """The MTL files give the split of each (video, task) the per-task folders do not name.
+
+    Where a folder names the pair too, the folder wins (it is the task's own release): a different split in
+    the MTL file is a warning naming both files, and its rows for that task are never read. A (video, task)
+    in both MTL files is an error.
+    """
+    from_folders = {(video, task) for video, tasks in scan.splits.items() for task in tasks}
+    for split in SPLIT_FOLDERS:
+        path = layout.mtl_path(split)
+        if not path.is_file():
+            continue
+        for video, labels in read_mtl(path).items():
+            for task in BASIC_TASKS:
+                invalid = VA_INVALID if task == "VA" else CLASS_INVALID
+                if not (labels[:, LABEL_COLUMNS[task]] != invalid).any():
+                    continue
+                known = scan.known(video, task)
+                if (video, task) in from_folders and known is not None:
+                    if known[0] != split:
+                        scan.warnings.append(f"{path}: video {video!r} is {task} {split} here but {task} {known[0]} "
+                                             f"in {known[1]}; the per-task folder wins")
+                    continue
+                scan.add(video, task, split, path)
 
 
 def _scan_test_lists(layout: AffWild2Layout, scan: _Scan) -> None:
-    """Record test videos; an MTL test list stands for VA, EXPR and AU."""
+    """Record test videos per task; an MTL test list stands for VA, EXPR and AU."""
     for task_name in TEST_LIST_TASKS:
         path = layout.test_list_path(task_name)
         if not path.is_file():
             continue
         for video in read_test_list(path):
-            if video in scan.split and scan.split[video][0] != "test":
-                split, other = scan.split[video]
-                raise LayoutError(path, f"video {video!r} is in this test list but annotated for {split} in {other}")
-            scan.add(video, "test", ("VA", "EXPR", "AU") if task_name == "MTL" else (task_name,), path)
+            for task in BASIC_TASKS if task_name == "MTL" else (task_name,):
+                known = scan.known(video, task)
+                if known is not None and known[0] != "test":
+                    raise LayoutError(path, f"video {video!r} is in this test list but annotated for {task} "
+                                            f"{known[0]} in {known[1]}")
+                scan.add(video, task, "test", path)
 
 
 def _probe_once(path: Path, probed: dict[Path, tuple[float, int] | DataError]) -> tuple[float, int]:
@@ -153,69 +215,84 @@ def _probe_once(path: Path, probed: dict[Path, tuple[float, int] | DataError]) -
     return result
 
 
-def build_manifest(root: Path) -> tuple[list[VideoEntry], list[str]]:
-    """Scan an official Aff-Wild2 tree into entries sorted by name, plus warnings.
+def build_manifest(root: Path) -> Scanned:
+    """Scan an official Aff-Wild2 tree into entries sorted by name, warnings and the videos skipped.
 
-    Raises LayoutError when a video is in two splits (naming both files), and
-    a DataError for a malformed MTL file or test list; a missing or unreadable
-    video, or an annotation file with an unsafe name, is skipped with a warning.
+    Each (video, task) gets one split: from the task's own folders, else from the MTL files, else from the
+    test lists; a video may be train for one task and val for another. Raises LayoutError when one task puts
+    a video in two splits (naming both files), and a DataError for a malformed MTL file or test list; a
+    missing or unreadable video, or an annotation file with an unsafe name, is skipped with a warning.
     """
     layout = AffWild2Layout(root)
     scan = _Scan()
-    _scan_labels(layout, scan)
+    _scan_folders(layout, scan)
+    _scan_mtl(layout, scan)
     _scan_test_lists(layout, scan)
 
     # Files no annotation or test list refers to; sorting by suffix preference
     # makes `x.mp4` win over `x.avi` here exactly as in find_video_file.
     videos_dir = layout.videos_dir()
     files = [p for p in videos_dir.iterdir() if p.suffix in VIDEO_SUFFIXES] if videos_dir.is_dir() else []
-    referenced = {layout.base_video(video) for video in scan.split}
+    referenced = {layout.base_video(video) for video in scan.splits}
+    unlabeled: dict[str, Path] = {}
     for file in sorted(files, key=lambda p: (p.stem, VIDEO_SUFFIXES.index(p.suffix))):
-        if file.stem not in referenced:
-            scan.add(file.stem, "unlabeled", (), file)
+        if file.stem not in referenced and file.stem not in unlabeled:
+            try:
+                unlabeled[safe_video_name(file.stem, file)] = file
+            except LayoutError as err:
+                scan.warnings.append(f"{err}; skipped")
+                scan.skipped.append(file.stem)
 
     probed: dict[Path, tuple[float, int] | DataError] = {}
     entries: list[VideoEntry] = []
-    for video, (split, source) in sorted(scan.split.items()):
+    for video in sorted([*scan.splits, *unlabeled]):
+        splits = {task: split for task, (split, _) in scan.splits.get(video, {}).items()}
         try:
-            path = source if split == "unlabeled" else layout.find_video_file(video, referenced_by=source)
+            path = unlabeled[video] if not splits else layout.find_video_file(
+                video, referenced_by=scan.first_source(video))
             if not path.resolve().is_relative_to(root.resolve()):
                 raise LayoutError(path, f"video file resolves outside the dataset root {root}")
             fps, n_frames = _probe_once(path, probed)
         except DataError as err:
             scan.warnings.append(f"{err}; {video!r} skipped")
+            scan.skipped.append(video)
             continue
         entries.append(VideoEntry(
             name=video,
             video_path=path.relative_to(root).as_posix(),
-            split=cast(Split, split),
-            tasks=tuple(t for t in LABEL_TASKS if t in scan.tasks[video]),
-            side=None if split == "unlabeled" else layout.subject_side(video),
+            splits=cast(dict[str, Split], splits),
+            side=layout.subject_side(video) if splits else None,
             fps=fps,
             n_frames=n_frames,
         ))
-    return entries, scan.warnings
+    return Scanned(entries, scan.warnings, sorted(set(scan.skipped)))
 
 
 def write_manifest(path: Path, entries: list[VideoEntry]) -> None:
-    """Write entries as CSV with MANIFEST_COLUMNS; tasks joined with '+'."""
+    """Write entries as CSV with MANIFEST_COLUMNS; `splits` as "VA:train+EXPR:val" (empty: unlabelled)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
     for e in entries:
-        writer.writerow([e.name, e.video_path, e.split, "+".join(e.tasks), e.side or "", repr(e.fps), e.n_frames])
+        writer.writerow([e.name, e.video_path, format_splits(e.splits), e.side or "", repr(e.fps), e.n_frames])
     write_text_atomic(path, buffer.getvalue())
+
+
+def _parse_splits(text: str, path: Path, line: int) -> dict[str, Split]:
+    pairs = [item.partition(":") for item in text.split("+")] if text else []
+    splits = {task: split for task, _, split in pairs}
+    if (any(not sep or task not in LABEL_TASKS or split not in SPLITS for task, sep, split in pairs)
+            or list(splits) != [t for t in LABEL_TASKS if t in splits] or len(splits) != len(pairs)):
+        raise DataError(path, f"splits {text!r} are not '+'-joined TASK:split pairs (tasks {'/'.join(LABEL_TASKS)} "
+                              f"in that order, each once; splits {'/'.join(SPLITS)})", line)
+    return cast(dict[str, Split], splits)
 
 
 def _parse_row(row: list[str], path: Path, line: int) -> VideoEntry:
     if len(row) != len(MANIFEST_COLUMNS):
         raise DataError(path, f"expected {len(MANIFEST_COLUMNS)} columns, found {len(row)}", line)
-    name, video_path, split, tasks_text, side, fps_text, n_text = row
-    tasks = tuple(tasks_text.split("+")) if tasks_text else ()
-    if split not in SPLITS:
-        raise DataError(path, f"unknown split {split!r} (expected one of {', '.join(SPLITS)})", line)
-    if tasks != tuple(t for t in LABEL_TASKS if t in tasks):
-        raise DataError(path, f"tasks {tasks_text!r} are not a '+'-joined subset of {'+'.join(LABEL_TASKS)}", line)
+    name, video_path, splits_text, side, fps_text, n_text = row
+    splits = _parse_splits(splits_text, path, line)
     if side not in ("", "left", "right"):
         raise DataError(path, f"side must be left, right or empty; found {side!r}", line)
     if not video_path or video_path.startswith("/") or ".." in video_path.split("/"):
@@ -227,7 +304,7 @@ def _parse_row(row: list[str], path: Path, line: int) -> VideoEntry:
     if not (fps > 0 and np.isfinite(fps)) or n_frames < 0:
         raise DataError(path, f"fps must be positive and n_frames non-negative; found {fps_text}, {n_text}", line)
     return VideoEntry(
-        name=safe_video_name(name, path, line), video_path=video_path, split=cast(Split, split), tasks=tasks,
+        name=safe_video_name(name, path, line), video_path=video_path, splits=splits,
         side=cast(Side, side) if side else None, fps=fps, n_frames=n_frames,
     )
 
@@ -254,47 +331,66 @@ def _aligned(values: np.ndarray, n_frames: int, source: str, warnings: list[str]
     return values[:n_frames]
 
 
+def labels_in_split(labels: np.ndarray, entry: VideoEntry, split: str) -> np.ndarray:
+    """A copy of an entry's (T, 15) labels keeping only the basic tasks it has in `split` ("train" or "val").
+
+    The training view of a video that is VA train and EXPR val carries no EXPR label, so no stage can train
+    on a validation label by accident, and its validation view carries no VA label.
+    """
+    if split not in SPLIT_FOLDERS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_FOLDERS)}; got {split!r}")
+    kept = empty_labels(len(labels))
+    for task in entry.tasks_in(split):
+        if task in LABEL_COLUMNS:
+            kept[:, LABEL_COLUMNS[task]] = labels[:, LABEL_COLUMNS[task]]
+    return kept
+
+
 def load_labels(
-    root: Path, entry: VideoEntry, *, mtl: Mapping[str, np.ndarray] | None = None,
+    root: Path, entry: VideoEntry, *, split: str | None = None,
+    mtl: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(T, 15) float32 labels, (T,) int64 compound labels and warnings of one entry.
 
-    T = entry.n_frames. Labels come from the per-task files of the entry's
-    split, or from the split's MTL file for tasks without one; pass `mtl`
-    (read_mtl of that file) to avoid re-reading it for every video. Test and
-    unlabeled entries get all-invalid arrays.
+    T = entry.n_frames. Each task is read from its own split: the task's file in that split's folder, or
+    that split's MTL file when the folder has none. With `split` ("train" or "val") only the tasks the entry
+    has in that split are kept (`labels_in_split`; CE likewise). Pass `mtl` (split -> read_mtl of that split's file) to
+    avoid re-reading it for every video. Test and unlabelled tasks stay all-invalid.
     """
     n = entry.n_frames
     labels, compound = empty_labels(n), empty_compound(n)
     warnings: list[str] = []
-    if entry.split not in SPLIT_FOLDERS:
-        return labels, compound, warnings
     layout = AffWild2Layout(root)
-    from_mtl: list[str] = []
-    for task in entry.tasks:
-        file = layout.annotation_path(task, entry.split, entry.name)
+    from_mtl: dict[str, list[str]] = {}  # split -> tasks read from that split's MTL file
+    for task, task_split in entry.splits.items():
+        if task_split not in SPLIT_FOLDERS:
+            continue
+        file = layout.annotation_path(task, task_split, entry.name)
         source = file.relative_to(root).as_posix()
         if file.is_file():
             values = _aligned(read_annotation(file, task), n, source, warnings)
             if task == "CE":
                 compound[: len(values)] = values
             else:
-                labels[: len(values), _COLUMNS[task]] = values.reshape(len(values), -1)
-        elif task != "CE" and layout.mtl_path(entry.split).is_file():
-            from_mtl.append(task)
+                labels[: len(values), LABEL_COLUMNS[task]] = values.reshape(len(values), -1)
+        elif task != "CE" and layout.mtl_path(task_split).is_file():
+            from_mtl.setdefault(task_split, []).append(task)
         else:
             warnings.append(f"{source}: missing; {entry.name} has no {task} labels")
-    if from_mtl:
-        mtl_path = layout.mtl_path(entry.split)
-        mtl = read_mtl(mtl_path) if mtl is None else mtl
+    for task_split, tasks in from_mtl.items():
+        mtl_path = layout.mtl_path(task_split)
+        videos = read_mtl(mtl_path) if mtl is None or task_split not in mtl else mtl[task_split]
         source = mtl_path.relative_to(root).as_posix()
-        if entry.name not in mtl:
-            warnings.append(f"{source}: no rows for {entry.name}; {'+'.join(from_mtl)} left unannotated")
-            return labels, compound, warnings
-        columns = [c for task in from_mtl for c in _COLUMNS[task]]
-        rows = mtl[entry.name][:, columns]
+        if entry.name not in videos:
+            warnings.append(f"{source}: no rows for {entry.name}; {'+'.join(tasks)} left unannotated")
+            continue
+        columns = [c for task in tasks for c in LABEL_COLUMNS[task]]
+        rows = videos[entry.name][:, columns]
         if len(rows) > n:
             warnings.append(f"{source}: {entry.name} labelled up to frame {len(rows)} "
                             f"for {n} decoded frames; aligned by frame index")
         labels[: min(len(rows), n), columns] = rows[:n]
+    if split is not None:
+        labels = labels_in_split(labels, entry, split)
+        compound = compound if entry.split_of("CE") == split else empty_compound(n)
     return labels, compound, warnings

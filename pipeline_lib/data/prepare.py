@@ -13,15 +13,20 @@ import dataclasses
 import json
 import shutil
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from pipeline_lib.config import DataSettings
 from pipeline_lib.data.annotations import read_annotation
 from pipeline_lib.data.errors import DataError, LayoutError
+from pipeline_lib.data.labels import CLASS_INVALID, LABEL_COLUMNS, SPLIT_FOLDERS, VA_INVALID
 from pipeline_lib.data.layout import AffWild2Layout
+from pipeline_lib.data.manifest import Split, VideoEntry, build_manifest, read_manifest, write_manifest
 from pipeline_lib.data.mtl import read_mtl
-from pipeline_lib.data.manifest import VideoEntry, build_manifest, read_manifest, write_manifest
+from pipeline_lib.data.plan import CorpusPlan, corpus_plan
 
 MANIFEST_FILE = "manifest.csv"
 SOURCE_FILE = "source.json"
@@ -42,33 +47,35 @@ class RawCorpus:
 
 @dataclass(frozen=True)
 class PrepareResult:
-    """What `abaw corpus` did, for its report and its one-line summary."""
+    """What `abaw corpus` did, for its report, its plan and its one-line summary."""
 
     kind: str
     source: str
     entries: tuple[VideoEntry, ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    labelled_frames: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (task, split) -> frames
+    skipped: tuple[str, ...] = ()  # videos or subjects left out (missing, unreadable, outside the root)
+    video_bytes: int = 0  # size on disk of the video files the manifest names
+
+    def plan(self) -> CorpusPlan:
+        return corpus_plan(self.entries, self.labelled_frames, self.video_bytes)
 
     def metrics(self) -> dict[str, object]:
-        splits = Counter(e.split for e in self.entries)
-        tasks = Counter(t for e in self.entries for t in e.tasks)
         return {
             "source": self.source,
             "videos": len(self.entries),
             "frames": int(sum(e.n_frames for e in self.entries)),
-            "videos_per_split": dict(sorted(splits.items())),
-            "labelled_videos_per_task": dict(sorted(tasks.items())),
+            **self.plan().metrics(),
+            "skipped_videos": list(self.skipped),
             "warnings": len(self.warnings),
             "warning_lines": list(self.warnings),
         }
 
     def summary_line(self) -> str:
-        m = self.metrics()
-        splits = ", ".join(f"{k} {v}" for k, v in m["videos_per_split"].items())  # type: ignore[union-attr]
-        return (
-            f"corpus ({self.kind}): {m['videos']} videos/subjects, {m['frames']} frames ({splits}); "
-            f"{m['warnings']} warning(s)"
-        )
+        frames = sum(e.n_frames for e in self.entries)
+        cross = sum(1 for e in self.entries if e.tasks_in("train") and e.tasks_in("val"))
+        return (f"corpus ({self.kind}): {len(self.entries)} videos/subjects, {frames} frames, {cross} in one task's "
+                f"training and another's validation split; {len(self.skipped)} skipped, {len(self.warnings)} warning(s)")
 
 
 def _replace_dir(partial: Path, final: Path) -> None:
@@ -93,9 +100,16 @@ def _shown(err: DataError, label_root: Path, shown_root: Path | None) -> str:
     return str(DataError(shown_root / err.path.relative_to(label_root), err.message, err.line))
 
 
-def validate_annotations(label_root: Path, entries: list[VideoEntry],
-                         shown_root: Path | None = None) -> tuple[list[VideoEntry], list[str]]:
-    """Parse every annotation file once, now rather than mid-training.
+def _labelled(values: np.ndarray, task: str) -> np.ndarray:
+    """(N,) bool: rows of a task's label values (as read_annotation / the MTL columns give them) with a label."""
+    if task == "VA":
+        return (values != VA_INVALID).all(axis=1)
+    return (values != CLASS_INVALID).reshape(len(values), -1).any(axis=1)
+
+
+def validate_annotations(label_root: Path, entries: list[VideoEntry], shown_root: Path | None = None
+                         ) -> tuple[list[VideoEntry], list[str], dict[tuple[str, str], int]]:
+    """Parse every annotation file once, now rather than mid-training; count labelled frames per (task, split).
 
     A broken file costs only its own task for its own video: the task is
     dropped from that entry and the file's one-line error becomes a warning.
@@ -106,46 +120,56 @@ def validate_annotations(label_root: Path, entries: list[VideoEntry],
     """
     layout = AffWild2Layout(label_root)
     warnings: list[str] = []
-    for split in ("train", "val"):
+    mtl: dict[str, dict[str, np.ndarray]] = {}
+    for split in SPLIT_FOLDERS:
         if layout.mtl_path(split).is_file():
             try:
-                read_mtl(layout.mtl_path(split))
+                mtl[split] = read_mtl(layout.mtl_path(split))
             except DataError as exc:
                 warnings.append(f"{_shown(exc, label_root, shown_root)}; MTL file ignored")
+    labelled: Counter[tuple[str, str]] = Counter()
     checked: list[VideoEntry] = []
     for entry in entries:
-        if entry.split not in ("train", "val"):  # test/unlabeled videos have no label files
-            checked.append(entry)
-            continue
-        kept: list[str] = []
-        for task in entry.tasks:
-            path = layout.annotation_path(task, entry.split, entry.name)
+        kept: dict[str, Split] = {}
+        for task, split in entry.splits.items():
+            if split not in SPLIT_FOLDERS:  # test tasks have no label files
+                kept[task] = split
+                continue
+            path = layout.annotation_path(task, split, entry.name)
             try:
-                lines = len(read_annotation(path, task)) if path.is_file() else None
+                if path.is_file():
+                    values = read_annotation(path, task)
+                else:  # the split's MTL file holds this task (build_manifest saw its rows)
+                    rows = mtl.get(split, {}).get(entry.name)
+                    values = rows[:, LABEL_COLUMNS[task]] if rows is not None else np.empty((0, 1))
             except DataError as exc:
                 warnings.append(f"{_shown(exc, label_root, shown_root)}; {task} labels of '{entry.name}' skipped")
                 continue
-            kept.append(task)
-            if lines is not None and lines != entry.n_frames:
-                mismatch = DataError(path, f"{lines} label lines for {entry.n_frames} decoded frames; "
+            kept[task] = split
+            labelled[task, split] += int(_labelled(values[: entry.n_frames], task).sum())
+            if path.is_file() and len(values) != entry.n_frames:
+                mismatch = DataError(path, f"{len(values)} label lines for {entry.n_frames} decoded frames; "
                                            "aligned by frame index")
                 warnings.append(_shown(mismatch, label_root, shown_root))
-        checked.append(dataclasses.replace(entry, tasks=tuple(kept)) if len(kept) < len(entry.tasks) else entry)
-    return checked, warnings
+        checked.append(dataclasses.replace(entry, splits=kept) if len(kept) < len(entry.splits) else entry)
+    return checked, warnings, dict(labelled)
 
 
 def _finish(partial: Path, out: Path, kind: str, video_root: str, source: str) -> PrepareResult:
     # Labels are checked where the user keeps them, so messages name their files.
     label_root = partial if video_root == "." else Path(video_root)
-    entries, warnings = build_manifest(label_root)
+    entries, warnings, skipped = build_manifest(label_root)
     shown_root = out if label_root == partial else None  # the demo's files are named where they end up
-    entries, label_warnings = validate_annotations(label_root, entries, shown_root)
+    entries, label_warnings, labelled = validate_annotations(label_root, entries, shown_root)
     warnings = [*warnings, *label_warnings]
     write_manifest(partial / MANIFEST_FILE, entries)
     info = {"kind": kind, "video_root": video_root, "source": source}
     (partial / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     _replace_dir(partial, out)
-    return PrepareResult(kind=kind, source=source, entries=tuple(entries), warnings=tuple(warnings))
+    root = out if video_root == "." else Path(video_root)
+    video_bytes = sum((root / path).stat().st_size for path in {e.video_path for e in entries})
+    return PrepareResult(kind=kind, source=source, entries=tuple(entries), warnings=tuple(warnings),
+                         labelled_frames=labelled, skipped=tuple(skipped), video_bytes=video_bytes)
 
 
 def prepare_demo(out: Path, data: DataSettings, seed: int, workers: int = 2, progress: bool = True) -> PrepareResult:

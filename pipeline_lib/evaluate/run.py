@@ -13,7 +13,7 @@ from pipeline_lib.config import EvaluateSettings
 from pipeline_lib.data.labels import AU_NAMES, CE_NAMES, EXPR_NAMES
 from pipeline_lib.evaluate.plots import au_f1_bars_png, confusion_matrix_png, va_scatter_png, va_timeseries_png
 from pipeline_lib.evaluate.scores import Scored, decide, mtl_of, score_models, truth
-from pipeline_lib.evaluate.sources import EvalData, load_eval_data
+from pipeline_lib.evaluate.sources import EVAL_TASKS, EvalData, load_eval_data
 from pipeline_lib.evaluate.submissions import SubmissionReport, nearest_face_fill, write_submissions
 
 __all__ = ["run_evaluate"]
@@ -23,10 +23,10 @@ def _predictor(data: EvalData, scored: Scored) -> Callable[[str, str], np.ndarra
     """predict(task, video): the challenge values of the task's submission model, face-less frames filled."""
 
     def predict(task: str, video: str) -> np.ndarray:
-        model = scored.best[task]
+        model, post = scored.submitted(task)
         entry = data.videos[video]
         outputs = nearest_face_fill(data.models[task][model][video], entry.valid)
-        return decide(scored.post[task][model], outputs, np.ones(entry.n_frames, bool))
+        return decide(post, outputs, np.ones(entry.n_frames, bool))
     return predict
 
 
@@ -78,12 +78,14 @@ def run_evaluate(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compound_
     data = load_eval_data(raw_dir, temporal_dir, fusion_path, compound_path)
     scored = score_models(data, settings.va_smoothing)
     report = write_submissions(submissions_dir, raw_dir, _predictor(data, scored),
-                               lambda video: data.videos[video].n_frames)
+                               {name: video.n_frames for name, video in data.videos.items()})
     plots = _plots(data, scored, plots_dir, settings.timeseries_video)
     metrics: dict[str, Any] = {
         "va_smoothing": settings.va_smoothing,
         "val_videos": {task: len(data.split("val", task)) for task in scored.scores},
         "models": scored.scores, "best": scored.best,
+        # tasks with test videos but no validation labels: what their submission used, unscored
+        "unscored": {t: scored.submitted(t)[0] for t in EVAL_TASKS if t not in scored.best and data.split("test", t)},
         "mtl": {m: mtl for m in ("frame-wise", "temporal", "fusion") if (mtl := mtl_of(scored, m)) is not None},
         "submissions": report.as_dict(), "plots": plots,
     }

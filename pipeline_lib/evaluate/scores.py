@@ -12,7 +12,7 @@ the untuned ones sit beside them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from pipeline_lib.evaluate.sources import EVAL_TASKS, EvalData, EvalVideo
 from pipeline_lib.metrics import (apply_au_thresholds, au_f1, ce_f1, expr_f1, mtl_score, smooth_va,
                                   tune_au_thresholds, va_score)
 
-__all__ = ["PostProcess", "Scored", "decide", "mtl_of", "score_models", "truth"]
+__all__ = ["UNSCORED_MODEL", "PostProcess", "Scored", "decide", "mtl_of", "score_models", "truth"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ def _score(task: str, pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 
 _HEADLINE = {"va": "ccc_mean", "expr": "f1_macro", "au": "f1_mean", "ce": "f1_macro"}
+# What a task without validation labels submits (C-EXPR-DB ships no CE labels): the last model of the chain,
+# with the default post-processing.
+UNSCORED_MODEL: Final[dict[str, str]] = {"va": "fusion", "expr": "fusion", "au": "fusion", "ce": "compound"}
 
 
 @dataclass
@@ -76,6 +79,13 @@ class Scored:
 
     def headline(self, task: str, model: str | None = None) -> float:
         return float(self.scores[task][model or self.best[task]]["post"][_HEADLINE[task]])
+
+    def submitted(self, task: str) -> tuple[str, PostProcess]:
+        """The model and post-processing that answer `task`'s test list: the best on validation, or, for a
+        task without validation labels, UNSCORED_MODEL[task] with the default post-processing."""
+        if task in self.best:
+            return self.best[task], self.post[task][self.best[task]]
+        return UNSCORED_MODEL[task], PostProcess(task)
 
 
 def _concat(data: EvalData, task: str, model: str, videos: list[EvalVideo]) -> np.ndarray:

@@ -8,7 +8,7 @@ Predictions follow the feature store's frames; labels are cut or padded to them 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
@@ -31,11 +31,14 @@ _TEMPORAL_GROUPS: Final[dict[str, str]] = {"baseline": "frame-wise", "temporal":
 
 @dataclass(frozen=True, eq=False)
 class EvalVideo:
-    """One video's labels on the store's frames: labels (T, 15) house layout, ce (T,) int64, valid (T,) bool."""
+    """One video's labels on the store's frames: labels (T, 15) house layout, ce (T,) int64, valid (T,) bool.
+
+    Each task's labels come from that task's own split (`splits`), so scoring task T on the videos whose T
+    split is "val" reads only T's validation labels.
+    """
 
     name: str
-    split: str
-    tasks: tuple[str, ...]
+    splits: Mapping[str, str]  # task ("VA", ..., "CE") -> "train" | "val" | "test"
     labels: np.ndarray
     ce: np.ndarray
     valid: np.ndarray
@@ -51,9 +54,9 @@ class EvalData:
     models: dict[str, dict[str, dict[str, np.ndarray]]]  # task -> model -> video -> (T, O)
 
     def split(self, split: str, task: str) -> list[EvalVideo]:
-        """Videos of `split` annotated for `task` ("va", ..., "ce"), in corpus order."""
+        """Videos in `task`'s ("va", ..., "ce") `split`, in corpus order."""
         key = task.upper()
-        return [v for v in self.videos.values() if v.split == split and key in v.tasks]
+        return [v for v in self.videos.values() if v.splits.get(key) == split]
 
 
 def _fit(values: np.ndarray, empty: np.ndarray) -> np.ndarray:
@@ -105,6 +108,6 @@ def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compoun
                     raise DataError(raw_dir, f"{task} model {model!r}: predictions of {entry.name!r} missing or of "
                                              f"another length than the fusion ones ({n} frames): re-run `dvc repro`")
         labels15, ce, _ = load_labels(raw.raw_dir, entry)
-        videos[entry.name] = EvalVideo(entry.name, entry.split, tuple(entry.tasks),
+        videos[entry.name] = EvalVideo(entry.name, dict(entry.splits),
                                        _fit(labels15, empty_labels(n)), _fit(ce, empty_compound(n)), valid[entry.name])
     return EvalData(videos, models)

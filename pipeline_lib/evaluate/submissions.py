@@ -11,7 +11,7 @@ nearest frame with one (a video without any face keeps the model's own output).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -62,7 +62,7 @@ def _check(path: Path, got: int, expected: int, errors: list[str]) -> None:
 Predict = Callable[[str, str], np.ndarray]
 
 
-def _write_track(out: Path, track: str, names: list[str], predict: Predict, n_frames: Callable[[str], int],
+def _write_track(out: Path, track: str, names: list[str], predict: Predict, n_frames: Mapping[str, int],
                  errors: list[str]) -> tuple[int, int]:
     """One per-video file for each test video of `track`, each read back: (files, frame lines)."""
     files = rows = 0
@@ -70,18 +70,18 @@ def _write_track(out: Path, track: str, names: list[str], predict: Predict, n_fr
         path = out / track / f"{name}.txt"
         write_annotation(path, track, predict(_TRACKS[track], name))
         back = read_annotation(path, track)
-        _check(path, len(back), n_frames(name), errors)
+        _check(path, len(back), n_frames[name], errors)
         files, rows = files + 1, rows + len(back)
     return files, rows
 
 
-def _write_mtl(out: Path, names: list[str], predict: Predict, n_frames: Callable[[str], int],
+def _write_mtl(out: Path, names: list[str], predict: Predict, n_frames: Mapping[str, int],
                errors: list[str]) -> tuple[int, int]:
     """The single MTL file for the MTL test videos, read back: (1, frame lines)."""
     path = out / "MTL" / MTL_FILE
     labels = {}
     for name in names:
-        table = empty_labels(n_frames(name))
+        table = empty_labels(n_frames[name])
         table[:, :2] = predict("va", name)
         table[:, COL_EXPR] = predict("expr", name)
         table[:, COL_AU] = predict("au", name)
@@ -89,16 +89,18 @@ def _write_mtl(out: Path, names: list[str], predict: Predict, n_frames: Callable
     write_mtl(path, labels)
     back = read_mtl(path)
     for name in names:
-        _check(path, len(back.get(name, ())), n_frames(name), errors)
+        _check(path, len(back.get(name, ())), n_frames[name], errors)
     return 1, sum(len(v) for v in back.values())
 
 
-def write_submissions(out: Path, raw_dir: Path, predict: Predict, n_frames: Callable[[str], int]
+def write_submissions(out: Path, raw_dir: Path, predict: Predict, n_frames: Mapping[str, int]
                       ) -> SubmissionReport:
     """Write every track whose test list exists under data/raw/test_set, then read each file back.
 
     predict(task, video) -> the challenge values of one test video for task "va" | "expr" | "au" | "ce"
-    (post-processing and face-less filling already applied); n_frames(video) -> its frame count.
+    (post-processing and face-less filling already applied); n_frames: video -> its frame count, for every
+    video of the corpus. A listed video the corpus lacks (missing or unreadable at import) gets no file and
+    an error in the report: the challenge would reject the submission.
     """
     layout = AffWild2Layout(raw_dir)
     files: dict[str, int] = {}
@@ -109,6 +111,11 @@ def write_submissions(out: Path, raw_dir: Path, predict: Predict, n_frames: Call
         if not test_list.is_file():
             continue
         names = read_test_list(test_list)
+        missing = [name for name in names if name not in n_frames]
+        if missing:
+            errors.append(f"{test_list}: {len(missing)} listed video(s) not in the corpus (first: {missing[0]!r}; "
+                          f"see the warnings of `abaw corpus`): no prediction for them")
+            names = [name for name in names if name in n_frames]
         files[track], rows[track] = 0, 0
         try:
             if track == "MTL":

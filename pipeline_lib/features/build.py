@@ -22,9 +22,9 @@ __all__ = ["build_features", "probe_extractors", "probe_random_inits"]
 
 
 def _probe_videos(raw_dir: Path) -> list[tuple[str, str, np.ndarray]]:
-    """(name, split, labels (T, 15)) of every train and validation video annotated for EXPR."""
-    return [(e.name, e.split, load_labels(raw_dir, e)[0]) for e in load_raw(raw_dir).entries
-            if "EXPR" in e.tasks and e.split in ("train", "val")]
+    """(name, EXPR split, labels (T, 15)) of every video in EXPR's training or validation split."""
+    return [(e.name, split, load_labels(raw_dir, e)[0]) for e in load_raw(raw_dir).entries
+            if (split := e.split_of("EXPR")) in ("train", "val")]
 
 
 def _probe_f1(videos: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], stride: int,
@@ -72,6 +72,19 @@ def probe_random_inits(raw_dir: Path, face_dir: Path, checkpoint: Path, seeds: S
     return {seed: _probe_f1(encoded[seed], stride, seed) for seed in seeds}
 
 
+def _faces_without_points(face_dir: Path, store: FeatureStore, names: Sequence[str]) -> list[str]:
+    """Videos with faces but no valid `landmarks` feature: stores imported from `cropped_aligned` carry no points."""
+    present = set(store.videos("landmarks"))
+    empty = []
+    for name in names:
+        if name not in present or store.read("landmarks", name)[1].any():
+            continue
+        with open_face_store(face_dir / f"{name}.h5") as h5:
+            if h5["present"][...].any():
+                empty.append(name)
+    return empty
+
+
 def build_features(raw_dir: Path, face_dir: Path, checkpoint: Path, out: Path, settings: FeaturesSettings, *,
                    finetuned_dir: Path | None = None, seed: int = 0, shard: tuple[int, int] = (0, 1),
                    on_video: Callable[[VideoFeatures], None] = lambda v: None) -> dict[str, Any]:
@@ -103,6 +116,8 @@ def build_features(raw_dir: Path, face_dir: Path, checkpoint: Path, out: Path, s
         "frames_per_second": round(encoded / seconds, 1) if encoded and seconds else None,
         "shard": f"{shard[0]}/{shard[1]}",
     }
+    if "landmarks" in settings.extractors:
+        metrics["landmarks_without_points"] = _faces_without_points(face_dir, store, names)
     if shard[1] == 1:
         probe = probe_extractors(raw_dir, store, list(settings.extractors), settings.probe_stride, seed)
         metrics["expr_probe_macro_f1"] = probe

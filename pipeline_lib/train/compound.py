@@ -1,11 +1,14 @@
 """Train the compound model under a curriculum (or directly), selecting the epoch by CE macro F1.
 
 Each epoch draws the same number of windows (the count of labelled compound
-training windows); the schedule says which share of them comes from compound
-videos and which from single-expression (EXPR) videos. Single-expression
-windows teach the basic head, compound windows the compound head (through its
-zero-shot prior, also the basic head). Losses are class-weighted cross-entropy
-over annotated face frames, as in the temporal stage.
+training windows, or of single-expression windows when there are none); the
+schedule says which share of them comes from CE-labelled videos, which is
+synthetic (two single-expression windows mixed, train/synthetic.py) and which
+comes from single-expression (EXPR) videos. Single-expression windows teach the
+basic head, compound windows the compound head (through its zero-shot prior,
+also the basic head). Losses are class-weighted cross-entropy over annotated
+face frames, as in the temporal stage. Without a CE-labelled validation video
+the last epoch is kept.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
+from torch.utils.data import ConcatDataset, Dataset
 
 from pipeline_lib.config import CompoundSettings
 from pipeline_lib.data.labels import CE_NAMES
@@ -25,10 +29,11 @@ from pipeline_lib.metrics import ce_f1
 from pipeline_lib.models.compound import CompoundModel, zero_shot_scores
 from pipeline_lib.models.temporal import kwargs_for_encoder
 from pipeline_lib.train.compound_data import COL_BASIC, COL_CE
-from pipeline_lib.train.curriculum import CurriculumBatches, epoch_shares
+from pipeline_lib.train.curriculum import CurriculumBatches, Stage, epoch_shares
 from pipeline_lib.train.losses import class_weights, expr_loss
 from pipeline_lib.train.loop import fit
 from pipeline_lib.train.sliding import sliding_predict
+from pipeline_lib.train.synthetic import SyntheticCompound
 from pipeline_lib.train.temporal import feature_stats
 
 __all__ = ["TrainedCompound", "ce_class_f1", "constituent_loss", "predict_compound", "score_compound", "train_compound"]
@@ -85,10 +90,12 @@ def constituent_loss(basic_logits: torch.Tensor, compound: torch.Tensor) -> torc
 class TrainedCompound:
     model: CompoundModel
     best_epoch: int
-    best: dict[str, float]
+    best: dict[str, float]  # empty without a validation video
     train_loss: list[float] = field(default_factory=list)
     val_f1: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    synthetic: dict[str, object] | None = None  # what the synthetic pool held (SyntheticCompound.summary)
+    per_epoch: int = 0  # windows drawn per epoch
 
 
 def _pools(data: WindowDataset) -> tuple[list[int], list[int]]:
@@ -105,25 +112,38 @@ def _pools(data: WindowDataset) -> tuple[list[int], list[int]]:
 
 
 def train_compound(basic_train: Sequence[VideoArrays], compound_train: Sequence[VideoArrays],
-                   val: Sequence[VideoArrays], settings: CompoundSettings, window: int,
-                   stages: Sequence[tuple[int, float]], *, seed: int = 0,
+                   val: Sequence[VideoArrays], settings: CompoundSettings, window: int, stages: Sequence[Stage], *,
+                   seed: int = 0, per_epoch: int | None = None,
                    on_epoch: Callable[[int, float, float], None] | None = None) -> TrainedCompound:
-    """Train one model through `stages` of (epochs, compound share); on_epoch(epoch, train_loss, val_f1).
+    """Train one model through `stages`; on_epoch(epoch, train_loss, val_f1).
 
     Each stage is one fine-tuning run (its own warm-up and cosine decay) starting from the previous stage's
-    best epoch, as the published recipe fine-tunes stage after stage; the best epoch over all stages is kept.
+    best epoch, as the published recipe fine-tunes stage after stage; the best epoch over all stages is kept
+    (the last one when `val` is empty). `per_epoch` windows per epoch (default: the labelled compound training
+    windows, or the single-expression ones when there are none); synthetic windows are drawn from
+    `settings.synthetic` when a stage asks for them.
     """
-    if not val:
-        raise ValueError("compound: no CE-annotated validation video to select the epoch on")
     torch.manual_seed(seed)
     torch.set_num_threads(settings.threads)
     names = {v.name for v in compound_train}
     videos = list(compound_train) + [v for v in basic_train if v.name not in names]
+    if not videos:
+        raise ValueError("compound: no training video (neither CE- nor EXPR-labelled)")
     data = WindowDataset(videos, window, max(1, window // 2))
     basic, compound = _pools(data)
-    shares = epoch_shares([e for e, _ in stages], [s for _, s in stages])
-    batches = CurriculumBatches(data, basic, compound, shares, per_epoch=max(1, len(compound)),
-                                batch_size=settings.batch_size, seed=seed)
+    dataset: Dataset[dict[str, torch.Tensor]] = data
+    synthetic_ids: list[int] = []
+    summary = None
+    if any(stage.synthetic > 0 for stage in stages):
+        s = settings.synthetic
+        mixed = SyntheticCompound(data, COL_BASIC, COL_CE, s.windows, s.mix, s.purity, s.min_frames, seed=seed)
+        dataset = ConcatDataset([data, mixed])
+        synthetic_ids, summary = list(range(len(data), len(data) + len(mixed))), mixed.summary()
+        if not mixed and compound:  # no compound's two expressions both have pure windows: real ones stand in
+            stages = [Stage(st.epochs, st.real + st.synthetic) for st in stages]
+    per_epoch = per_epoch or max(1, len(compound) or len(basic))
+    batches = CurriculumBatches(dataset, basic, compound, epoch_shares(stages), per_epoch=per_epoch,
+                                batch_size=settings.batch_size, seed=seed, synthetic=synthetic_ids)
     in_dim = videos[0].features.shape[1]
     kwargs = kwargs_for_encoder(settings.encoder, layers=settings.layers, heads=settings.heads,
                                 dropout=settings.dropout, window=window)
@@ -132,6 +152,7 @@ def train_compound(basic_train: Sequence[VideoArrays], compound_train: Sequence[
     device = settings.device
     model.to(device)
     labels = np.concatenate([np.where(v.label_mask, v.labels, -1) for v in videos])  # (N, 2)
+    # Synthetic windows are class-balanced by construction; without real compound labels the weights are ones.
     weights = {COL_BASIC: class_weights(labels[:, COL_BASIC]),
                COL_CE: class_weights(labels[:, COL_CE], n_classes=len(CE_NAMES))}
 
@@ -151,20 +172,20 @@ def train_compound(basic_train: Sequence[VideoArrays], compound_train: Sequence[
     def validate() -> dict[str, float]:
         return score_compound([p["ce"] for p in predict_compound(model, val, window, device)], val)
 
-    result = TrainedCompound(model, -1, {})
+    result = TrainedCompound(model, -1, {}, synthetic=summary, per_epoch=per_epoch)
     best_state: dict[str, torch.Tensor] | None = None
     offset = 0
-    for epochs, _ in stages:
-        fitted = fit(model, batches, batch_loss, validate, "f1_macro", epochs=epochs, lr=settings.lr,
-                     weight_decay=settings.weight_decay, on_epoch=None if on_epoch is None else
+    for stage in stages:
+        fitted = fit(model, batches, batch_loss, validate if val else None, "f1_macro", epochs=stage.epochs,
+                     lr=settings.lr, weight_decay=settings.weight_decay, on_epoch=None if on_epoch is None else
                      lambda e, loss, val, offset=offset: on_epoch(offset + e, loss, val))
         result.train_loss += fitted.train_loss
         result.val_f1 += fitted.val_metric
         result.seconds += fitted.seconds
-        if result.best_epoch < 0 or fitted.best["f1_macro"] > result.best["f1_macro"]:
-            result.best_epoch, result.best = offset + fitted.best_epoch, fitted.best
+        if result.best_epoch < 0 or not val or fitted.best["f1_macro"] > result.best["f1_macro"]:
+            result.best_epoch, result.best = offset + fitted.best_epoch, fitted.best if val else {}
             best_state = copy.deepcopy(model.state_dict())  # fit left the stage's best weights in the model
-        offset += epochs
+        offset += stage.epochs
     assert best_state is not None
     model.load_state_dict(best_state)
     return result

@@ -11,7 +11,8 @@ for the "zero-shot alone" result and also fed in as a feature when
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Final
 
@@ -20,7 +21,7 @@ import torch
 
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CLASS_INVALID, COL_EXPR
-from pipeline_lib.data.manifest import load_labels
+from pipeline_lib.data.manifest import VideoEntry, load_labels
 from pipeline_lib.data.prepare import load_raw
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.features.windows import VideoArrays
@@ -36,26 +37,40 @@ COL_CE: Final[int] = 1
 
 @dataclass(frozen=True)
 class CompoundData:
-    """Every video with basic + compound labels, its split and annotated tasks, and the fusion zero-shot scores."""
+    """Every video with basic + compound labels, its manifest entry, and the fusion zero-shot scores.
 
-    every: list[VideoArrays]
-    splits: dict[str, str]
-    tasks: dict[str, tuple[str, ...]]
+    The training and validation lists are views of `every` (the same features) whose labels keep only the
+    tasks the video has in that split.
+    """
+
+    every: list[VideoArrays]  # labels of both tasks, each from its own split: for prediction
+    entries: dict[str, VideoEntry]
     sources: list[str]  # "mae", ..., then "fusion_expr" and "zero_shot" when fusion features are fed in
     zero_shot: dict[str, np.ndarray]  # video -> (T, 7) compound scores from the fusion model's EXPR probabilities
 
     def _select(self, split: str, task: str) -> list[VideoArrays]:
-        return [v for v in self.every if self.splits[v.name] == split and task in self.tasks[v.name]]
+        """Videos in `task`'s `split`, labels of the tasks of that split only."""
+        views = []
+        for video in self.every:
+            entry = self.entries[video.name]
+            if entry.split_of(task) != split:
+                continue
+            labels = video.labels.copy()
+            for column, other in ((COL_BASIC, "EXPR"), (COL_CE, "CE")):
+                if entry.split_of(other) != split:
+                    labels[:, column] = CLASS_INVALID
+            views.append(replace(video, labels=labels, label_mask=labels != CLASS_INVALID))
+        return views
 
-    @property
+    @cached_property
     def basic_train(self) -> list[VideoArrays]:
         return self._select("train", "EXPR")
 
-    @property
+    @cached_property
     def compound_train(self) -> list[VideoArrays]:
         return self._select("train", "CE")
 
-    @property
+    @cached_property
     def val(self) -> list[VideoArrays]:
         """Validation videos annotated for CE: the epoch is chosen and the result reported on them."""
         return self._select("val", "CE")
@@ -99,5 +114,4 @@ def load_compound_data(raw_dir: Path, store: FeatureStore, fusion_predictions: P
         every.append(VideoArrays(entry.name, np.concatenate(parts, axis=1), valid, labels,
                                  labels != CLASS_INVALID))
     sources = list(extractors) + (["fusion_expr", "zero_shot"] if fusion_features else [])
-    return CompoundData(every, {e.name: e.split for e in raw.entries}, {e.name: tuple(e.tasks) for e in raw.entries},
-                        sources, zero_shot)
+    return CompoundData(every, {e.name: e for e in raw.entries}, sources, zero_shot)

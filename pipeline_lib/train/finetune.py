@@ -84,11 +84,11 @@ class FinetuneResult:
 
 
 def load_face_videos(raw_dir: Path, face_dir: Path, task: str, split: str) -> list[FaceVideo]:
-    """The `split` videos annotated for `task`, with their face crops (missing face stores are an error)."""
+    """The videos in `task`'s `split`, with their face crops (missing face stores are an error)."""
     raw = load_raw(raw_dir)
     videos = []
     for entry in raw.entries:
-        if entry.split != split or task.upper() not in entry.tasks:
+        if entry.split_of(task) != split:  # this task's split: the video may be in another task's other split
             continue
         path = face_dir / f"{entry.name}.h5"
         if not path.is_file():

@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CLASS_INVALID, COL_AROUSAL, COL_EXPR, COL_VALENCE, VA_INVALID
-from pipeline_lib.data.manifest import load_labels
+from pipeline_lib.data.manifest import BASIC_TASKS, VideoEntry, labels_in_split, load_labels
 from pipeline_lib.data.prepare import load_raw
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.store import FeatureStore, FeatureStoreError
@@ -34,7 +34,6 @@ __all__ = ["COL_PSEUDO", "FusionData", "frame_sources", "label_mask", "load_fusi
 
 COL_PSEUDO: Final[int] = 15  # EXPR pseudo-label column appended to the house layout
 N_COLUMNS: Final[int] = 16
-BASIC_TASKS: Final[frozenset[str]] = frozenset({"VA", "EXPR", "AU"})  # the MTL tasks (not CE)
 
 
 def label_mask(labels: np.ndarray) -> np.ndarray:
@@ -55,11 +54,16 @@ def _fit(labels: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FusionData:
-    """Every video as fused inputs with all-task labels, its split, and what the task models predicted."""
+    """Every video as fused inputs with all-task labels, its split per task, and what the task models predicted.
 
-    every: list[VideoArrays]
-    splits: dict[str, str]
-    tasks: dict[str, tuple[str, ...]]  # video -> annotated tasks ("VA", "EXPR", "AU", ...)
+    `train` and `val` are views of `every` (the same feature arrays) whose labels keep only the tasks the video
+    has in that split: a video that is VA train and EXPR val trains VA and validates EXPR.
+    """
+
+    every: list[VideoArrays]  # labels of every task, each from its own split: for prediction and the pseudo pool
+    entries: dict[str, VideoEntry]  # video -> its manifest entry
+    train: list[VideoArrays]  # videos with a VA / EXPR / AU training split, labels of those tasks only
+    val: list[VideoArrays]  # videos with a VA / EXPR / AU validation split, labels of those tasks only
     sources: list[str]  # "mae", "random", ..., then "va", "expr", "au" (hidden features), then "predictions"
     widths: list[int]
     individual: dict[str, dict[str, dict[str, np.ndarray]]]  # model -> video -> task -> outputs (T, O)
@@ -71,18 +75,18 @@ class FusionData:
             raise ValueError(f"the EXPR temporal stage saved no {model!r} predictions (temporal.common.baseline?)")
         return {name: tasks["expr"] for name, tasks in self.individual[model].items()}
 
-    def split(self, split: str) -> list[VideoArrays]:
-        """Videos of `split` that are annotated for at least one of VA, EXPR, AU."""
-        return [v for v in self.every if self.splits[v.name] == split
-                and not BASIC_TASKS.isdisjoint(self.tasks[v.name])]
 
-    @property
-    def train(self) -> list[VideoArrays]:
-        return self.split("train")
-
-    @property
-    def val(self) -> list[VideoArrays]:
-        return self.split("val")
+def _split_views(every: list[VideoArrays], entries: dict[str, VideoEntry], split: str) -> list[VideoArrays]:
+    """The videos with a basic task in `split`, their labels cut to the tasks of that split (pseudo column kept)."""
+    views = []
+    for video in every:
+        entry = entries[video.name]
+        if not any(task in BASIC_TASKS for task in entry.tasks_in(split)):
+            continue
+        labels = video.labels.copy()
+        labels[:, :15] = labels_in_split(video.labels[:, :15], entry, split)
+        views.append(replace(video, labels=labels, label_mask=label_mask(labels)))
+    return views
 
 
 def _task_predictions(predictions_dir: Path, task: str, store: FeatureStore, extractors: list[str]
@@ -183,34 +187,44 @@ def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, 
         widths = [p.shape[1] for p in parts] if widths is None else widths
         every.append(VideoArrays(entry.name, features, valid, labels, label_mask(labels)))
     assert widths is not None, "the corpus holds no video"
-    return FusionData(every, {e.name: e.split for e in raw.entries}, {e.name: tuple(e.tasks) for e in raw.entries},
+    entries = {e.name: e for e in raw.entries}
+    return FusionData(every, entries, _split_views(every, entries, "train"), _split_views(every, entries, "val"),
                       sources, widths, individual, {t: per_task[t][1] for t in TASKS})
 
 
 def with_pseudo_labels(data: FusionData, labels: dict[str, np.ndarray]) -> list[VideoArrays]:
-    """The training videos plus every unlabelled video with a pseudo-label, their pseudo column set from
-    `labels` (video -> (T,) class or -1)."""
-    train = {v.name for v in data.train}
+    """The training views plus every unlabelled video with a pseudo-label, their pseudo column set from
+    `labels` (video -> (T,) class or -1), in corpus order."""
+    train = {v.name: v for v in data.train}
     out = []
     for video in data.every:
         pseudo = labels.get(video.name)
-        if video.name not in train and (pseudo is None or not (pseudo != CLASS_INVALID).any()):
-            continue
+        base = train.get(video.name)
+        if base is None:
+            if pseudo is None or not (pseudo != CLASS_INVALID).any():
+                continue
+            base = replace(video, labels=_fit(np.zeros((0, 15), np.float32), len(video.valid)))  # pseudo only
         if pseudo is not None:
-            values = video.labels.copy()
+            values = base.labels.copy()
             values[:, COL_PSEUDO] = pseudo
-            video = replace(video, labels=values, label_mask=label_mask(values))
-        out.append(video)
+            base = replace(base, labels=values, label_mask=label_mask(values))
+        out.append(base)
     return out
 
 
 def pseudo_pool(data: FusionData) -> dict[str, np.ndarray]:
-    """video -> (T,) bool: frames the teacher may label (a face, no EXPR label, a train or unlabelled video).
+    """video -> (T,) bool: frames the teacher may label (a face, no EXPR label).
 
-    Training videos annotated for compound expressions only are left out: their faces show compound
-    expressions, so a basic-class label is wrong by construction on most of their frames (on the demo
-    corpus they held 572 of the 1,242 kept pseudo-labels, 367 of them on frames with no basic expression).
+    The pool is the training videos (a VA / EXPR / AU training split) and the unlabelled ones, less every video
+    in EXPR's validation or test split: pseudo-labels are never made where EXPR is scored. Training videos
+    annotated for compound expressions only are left out too: their faces show compound expressions, so a
+    basic-class label is wrong by construction on most of their frames (on the demo corpus they held 572 of
+    the 1,242 kept pseudo-labels, 367 of them on frames with no basic expression).
     """
-    train = {v.name for v in data.train}  # the training split's VA / EXPR / AU videos, as fusion trains on them
-    return {v.name: v.valid & ~v.label_mask[:, COL_EXPR] for v in data.every
-            if v.name in train or data.splits[v.name] == "unlabeled"}
+    train = {v.name for v in data.train}
+    pool = {}
+    for video in data.every:
+        entry = data.entries[video.name]
+        if entry.split_of("EXPR") in (None, "train") and (video.name in train or entry.unlabeled):
+            pool[video.name] = video.valid & ~video.label_mask[:, COL_EXPR]
+    return pool

@@ -20,6 +20,7 @@ import numpy as np
 from pipeline_lib import __version__
 from pipeline_lib.config import FusionSettings
 from pipeline_lib.data.labels import COL_EXPR, EXPR_NAMES
+from pipeline_lib.data.manifest import format_splits
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.metrics import TASK_METRICS
 from pipeline_lib.models.fusion import FusionModel
@@ -42,7 +43,7 @@ def individual_scores(data: FusionData) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for task in TASKS:
         key = task.upper()
-        videos = [v for v in data.val if key in data.tasks[v.name]]
+        videos = [v for v in data.val if data.entries[v.name].split_of(key) == "val"]
         task_videos = [VideoArrays(v.name, v.features[:, :1], v.valid, *task_labels(v.labels[:, :15], task))
                        for v in videos]
         metric = TASK_METRICS[task].name
@@ -90,7 +91,7 @@ def _write_predictions(path: Path, data: FusionData, predicted: list[dict[str, n
             found["pseudo_label"] = pseudo.labels[video.name]
         return found
 
-    write_groups(path, meta, ((video.name, datasets(video, rows), data.splits[video.name])
+    write_groups(path, meta, ((video.name, datasets(video, rows), format_splits(data.entries[video.name].splits))
                               for video, rows in zip(data.every, predicted, strict=True)))
 
 
@@ -148,7 +149,8 @@ def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, sett
         trained = _train(data, train, settings, window, seed, labels,
                          None if on_epoch is None else lambda e, loss, val, name=name: on_epoch(name, e, loss, val))
         predicted = predict_fusion(trained.model, data.every, window, settings.device)
-        val_rows = [p for p, v in zip(predicted, data.every, strict=True) if any(v is w for w in data.val)]
+        by_name = {v.name: p for p, v in zip(predicted, data.every, strict=True)}
+        val_rows = [by_name[v.name] for v in data.val]
         report = _report(trained, data, val_rows)
         if name == main:
             metrics["val"] = {k: report.pop(k) for k in ("ccc_valence", "ccc_arousal", "ccc_mean", "expr_f1",

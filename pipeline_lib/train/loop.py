@@ -36,12 +36,13 @@ class Fitted:
 
 
 def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable[[dict[str, Any]], torch.Tensor],
-        validate: Callable[[], dict[str, float]], metric: str, *, epochs: int, lr: float, weight_decay: float,
+        validate: Callable[[], dict[str, float]] | None, metric: str, *, epochs: int, lr: float, weight_decay: float,
         on_epoch: Callable[[int, float, float], None] | None = None, validate_first: bool = False) -> Fitted:
     """Train `model` in place and load the best epoch's weights back into it.
 
     batch_loss(batch) -> loss of one training batch (the model in train mode);
-    validate() -> the scores of one epoch, `metric` among them (higher is better);
+    validate() -> the scores of one epoch, `metric` among them (higher is better); None when there is nothing to
+    validate on (no labelled validation video): the last epoch is kept and its metric is NaN;
     on_epoch(epoch, train_loss, val_metric) after each epoch, train_loss averaged over the ranks under torchrun.
     One epoch of warm-up. `validate_first` also scores the untrained model: when no epoch beats it, its
     weights are kept and `best_epoch` is -1 (for a model that starts from a useful prediction).
@@ -53,7 +54,7 @@ def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable
     best_state: dict[str, torch.Tensor] | None = None
     begin, step = time.perf_counter(), 0
     sampler = getattr(loader, "sampler", None)
-    if validate_first:
+    if validate_first and validate is not None:
         result.best = validate()
         best_state = copy.deepcopy(model.state_dict())
     for epoch in range(epochs):
@@ -70,10 +71,10 @@ def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             running, batches, step = running + loss.item(), batches + 1, step + 1
-        scores = validate()
+        scores = validate() if validate is not None else {metric: float("nan")}
         result.train_loss.append(mean_over_ranks(running / max(1, batches)))  # itself in one process
         result.val_metric.append(scores[metric])
-        if best_state is None or scores[metric] > result.best[metric]:
+        if best_state is None or validate is None or scores[metric] > result.best[metric]:
             result.best_epoch, result.best = epoch, scores
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:

@@ -36,8 +36,9 @@ def read_predictions(path: Path, model: str = "temporal") -> tuple[dict[str, dic
 
 def write_groups(path: Path, meta: Mapping[str, Any],
                  groups: Iterable[tuple[str, Mapping[str, np.ndarray], str]]) -> None:
-    """Write a prediction file atomically: `meta` as JSON, then per (group path, datasets, split) one HDF5 group
-    (`video` or `model/video`) holding the datasets in the given order, with a `split` attribute.
+    """Write a prediction file atomically: `meta` as JSON, then per (group path, datasets, splits) one HDF5 group
+    (`video` or `model/video`) holding the datasets in the given order, with a `splits` attribute (the
+    video's split per task as the manifest writes it, "VA:train+EXPR:val"; empty for an unlabelled video).
 
     Written under a hidden `.partial` name and renamed, so an interrupted stage never leaves a file that looks
     finished; the partial file is removed when writing fails.
@@ -47,11 +48,11 @@ def write_groups(path: Path, meta: Mapping[str, Any],
     try:
         with h5py.File(partial, "w") as h5:
             h5.attrs["meta"] = json.dumps(dict(meta), sort_keys=True)
-            for name, datasets, split in groups:
+            for name, datasets, splits in groups:
                 group = h5.create_group(name)
                 for key, values in datasets.items():
                     group.create_dataset(key, data=values)
-                group.attrs["split"] = split
+                group.attrs["splits"] = splits
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)

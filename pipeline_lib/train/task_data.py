@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 
 from pipeline_lib.data.errors import DataError
-from pipeline_lib.data.labels import CLASS_INVALID, COL_AU, COL_EXPR, SPLIT_FOLDERS, TASK_FOLDERS, VA_INVALID, Task
+from pipeline_lib.data.labels import CLASS_INVALID, LABEL_COLUMNS, SPLIT_FOLDERS, TASK_FOLDERS, VA_INVALID, Task
 from pipeline_lib.data.manifest import VideoEntry, load_labels
 from pipeline_lib.data.prepare import RawCorpus, load_raw
 from pipeline_lib.features.normalize import center_per_video
@@ -26,9 +26,7 @@ from pipeline_lib.features.windows import VideoArrays
 __all__ = ["TASKS", "TASK_COLUMNS", "TaskData", "check_finite", "load_task_data", "task_labels"]
 
 TASKS: Final[tuple[str, ...]] = ("va", "expr", "au")
-TASK_COLUMNS: Final[dict[str, list[int]]] = {
-    "va": [0, 1], "expr": [COL_EXPR], "au": list(range(COL_AU.start, COL_AU.stop)),
-}
+TASK_COLUMNS: Final[dict[str, list[int]]] = {task.lower(): columns for task, columns in LABEL_COLUMNS.items()}
 
 
 def task_labels(labels: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +54,7 @@ class TaskData:
     train: list[VideoArrays]
     val: list[VideoArrays]
     every: list[VideoArrays]  # all entries (train, val, test, unlabeled), labels of this task where present
-    splits: dict[str, str]  # video -> split
+    entries: dict[str, VideoEntry]  # video -> its manifest entry (the split of each task)
 
     @property
     def width(self) -> int:
@@ -98,12 +96,11 @@ def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str
     entries = [e for e in raw.entries if wanted is None or e.name in wanted]
     key = Task(task.upper()).value
     every = [_video(store, raw, e, task, extractor, center) for e in entries]  # unannotated entries: all-False masks
-    by_split = {s: [v for e, v in zip(entries, every, strict=True) if e.split == s and key in e.tasks]
-                for s in ("train", "val")}
+    # A video's split is this task's: it may be in another task's other split (README, "Splits per task").
+    by_split = {s: [v for e, v in zip(entries, every, strict=True) if e.split_of(key) == s] for s in ("train", "val")}
     labelled = sum(int((v.label_mask.any(axis=1) & v.valid).sum()) for v in by_split["train"])
     if labelled == 0:
         folder = Path(raw_dir) / "annotations" / TASK_FOLDERS[Task(key)] / SPLIT_FOLDERS["train"]
         raise DataError(folder, f"task {task}: no labelled training frame with a face "
                                 f"({len(by_split['train'])} {key} training video(s)); nothing to train on")
-    return TaskData(task, extractor, by_split["train"], by_split["val"], every,
-                    {e.name: e.split for e in entries})
+    return TaskData(task, extractor, by_split["train"], by_split["val"], every, {e.name: e for e in entries})

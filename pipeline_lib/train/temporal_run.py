@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline_lib import __version__
 from pipeline_lib.config import ResolvedTemporal
+from pipeline_lib.data.manifest import format_splits
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.models.temporal import TemporalModel
@@ -72,7 +73,7 @@ def _write_predictions(path: Path, data: TaskData, predicted: dict[str, list[tup
         return found
 
     write_groups(path, attrs, ((f"{model}/{video.name}", datasets(model, video, outputs, hidden),
-                                data.splits[video.name])
+                                format_splits(data.entries[video.name].splits))
                                for model, rows in predicted.items()
                                for video, (outputs, hidden) in zip(data.every, rows, strict=True)))
 

@@ -69,18 +69,19 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, make_video: Callable[..., P
 
 
 EXPECTED = [
-    VideoEntry("extra", "videos/extra.mp4", "unlabeled", (), None, 25.0, 5),
-    VideoEntry("pair_left", "videos/pair.mp4", "train", ("VA",), "left", 25.0, 8),
-    VideoEntry("pair_right", "videos/pair.mp4", "train", ("EXPR", "AU"), "right", 25.0, 8),
-    VideoEntry("test1", "videos/test1.avi", "test", ("VA", "EXPR", "AU"), None, 25.0, 6),
-    VideoEntry("train1", "videos/train1.mp4", "train", ("VA", "EXPR", "CE"), None, 25.0, 10),
-    VideoEntry("val1", "videos/val1.mp4", "val", ("AU",), None, 30.0, 12),
+    VideoEntry("extra", "videos/extra.mp4", {}, None, 25.0, 5),
+    VideoEntry("pair_left", "videos/pair.mp4", {"VA": "train"}, "left", 25.0, 8),
+    VideoEntry("pair_right", "videos/pair.mp4", {"EXPR": "train", "AU": "train"}, "right", 25.0, 8),
+    VideoEntry("test1", "videos/test1.avi", {"VA": "test", "EXPR": "test", "AU": "test"}, None, 25.0, 6),
+    VideoEntry("train1", "videos/train1.mp4", {"VA": "train", "EXPR": "train", "CE": "train"}, None, 25.0, 10),
+    VideoEntry("val1", "videos/val1.mp4", {"AU": "val"}, None, 30.0, 12),
 ]
 
 
 def test_build_manifest(corpus: Path) -> None:
-    entries, warnings = build_manifest(corpus)
+    entries, warnings, skipped = build_manifest(corpus)
     assert entries == EXPECTED
+    assert skipped == ["broken", "ghost"]
     assert len(warnings) == 2 and all("\n" not in w for w in warnings)
     broken, ghost = warnings
     assert broken.startswith(f"{corpus / 'videos' / 'broken.mp4'}: cannot read video")
@@ -91,29 +92,34 @@ def test_build_manifest(corpus: Path) -> None:
 
 def test_manifest_csv_round_trip(corpus: Path, tmp_path: Path) -> None:
     path = tmp_path / "raw" / "manifest.csv"
-    write_manifest(path, EXPECTED)
+    mixed = VideoEntry("mixed", "videos/mixed.mp4", {"AU": "val", "VA": "train", "CE": "test"}, None, 30.0, 4)
+    write_manifest(path, [*EXPECTED, mixed])
     lines = path.read_text().splitlines()
-    assert lines[0] == "name,video_path,split,tasks,side,fps,n_frames"
-    assert lines[3] == "pair_right,videos/pair.mp4,train,EXPR+AU,right,25.0,8"
-    assert read_manifest(path) == EXPECTED
+    assert lines[0] == "name,video_path,splits,side,fps,n_frames"
+    assert lines[1] == "extra,videos/extra.mp4,,,25.0,5"
+    assert lines[3] == "pair_right,videos/pair.mp4,EXPR:train+AU:train,right,25.0,8"
+    assert lines[-1] == "mixed,videos/mixed.mp4,VA:train+AU:val+CE:test,,30.0,4"  # tasks in VA, EXPR, AU, CE order
+    assert read_manifest(path) == [*EXPECTED, mixed]
 
 
 @pytest.mark.parametrize(
     ("row", "fragment"),
     [
-        ("v,videos/v.mp4,dev,VA,,25.0,10", "unknown split 'dev'"),
-        ("v,videos/v.mp4,train,AU+VA,,25.0,10", "tasks 'AU+VA' are not a '+'-joined subset"),
-        ("v,videos/v.mp4,train,VA,up,25.0,10", "side must be left, right or empty"),
-        ("v,../v.mp4,train,VA,,25.0,10", "must be relative to the dataset root"),
-        ("v,videos/v.mp4,train,VA,,fast,10", "is not a number"),
-        ("v,videos/v.mp4,train,VA,,0,10", "fps must be positive"),
-        ("v,videos/v.mp4,train,VA,,25.0", "expected 7 columns, found 6"),
-        ("../v,videos/v.mp4,train,VA,,25.0,10", "unsafe video name '../v'"),
+        ("v,videos/v.mp4,VA:dev,,25.0,10", "splits 'VA:dev' are not '+'-joined TASK:split pairs"),
+        ("v,videos/v.mp4,AU:train+VA:train,,25.0,10", "splits 'AU:train+VA:train' are not"),
+        ("v,videos/v.mp4,VA:train+VA:val,,25.0,10", "splits 'VA:train+VA:val' are not"),
+        ("v,videos/v.mp4,VA,,25.0,10", "splits 'VA' are not"),
+        ("v,videos/v.mp4,VA:train,up,25.0,10", "side must be left, right or empty"),
+        ("v,../v.mp4,VA:train,,25.0,10", "must be relative to the dataset root"),
+        ("v,videos/v.mp4,VA:train,,fast,10", "is not a number"),
+        ("v,videos/v.mp4,VA:train,,0,10", "fps must be positive"),
+        ("v,videos/v.mp4,VA:train,,25.0", "expected 6 columns, found 5"),
+        ("../v,videos/v.mp4,VA:train,,25.0,10", "unsafe video name '../v'"),
     ],
 )
 def test_bad_manifest_rows_name_file_and_line(tmp_path: Path, row: str, fragment: str) -> None:
     path = tmp_path / "manifest.csv"
-    path.write_text(f"name,video_path,split,tasks,side,fps,n_frames\nok,videos/ok.mp4,val,,,25.0,3\n{row}\n")
+    path.write_text(f"name,video_path,splits,side,fps,n_frames\nok,videos/ok.mp4,AU:val,,25.0,3\n{row}\n")
     with pytest.raises(DataError) as info:
         read_manifest(path)
     message = str(info.value)
@@ -171,7 +177,7 @@ def test_load_labels_of_a_pair_and_of_unlabelled_entries(corpus: Path) -> None:
 
 
 def test_load_labels_warns_when_a_task_file_vanished(corpus: Path) -> None:
-    entry = VideoEntry("val1", "videos/val1.mp4", "val", ("VA", "AU"), None, 30.0, 12)
+    entry = VideoEntry("val1", "videos/val1.mp4", {"VA": "val", "AU": "val"}, None, 30.0, 12)
     _, _, warnings = load_labels(corpus, entry)
     assert warnings[0] == "annotations/VA_Estimation_Challenge/Validation_Set/val1.txt: missing; val1 has no VA labels"
 
@@ -188,9 +194,9 @@ def test_mtl_file_stands_in_for_absent_task_folders(tmp_path: Path, make_video: 
     write_mtl(layout.mtl_path("train"), {"m1": m1, "m2": m2})
     write_annotation(layout.annotation_path(Task.EXPR, "train", "m1"), Task.EXPR, np.array([1, 2, 3, 4, 5]))
 
-    entries, warnings = build_manifest(tmp_path)
-    assert [(e.name, e.split, e.tasks) for e in entries] == [
-        ("m1", "train", ("VA", "EXPR", "AU")), ("m2", "train", ("AU",)),
+    entries, warnings, _ = build_manifest(tmp_path)
+    assert [(e.name, e.splits) for e in entries] == [
+        ("m1", {"VA": "train", "EXPR": "train", "AU": "train"}), ("m2", {"AU": "train"}),
     ]
     assert warnings == []
     labels, _, warnings = load_labels(tmp_path, entries[0])
@@ -201,30 +207,91 @@ def test_mtl_file_stands_in_for_absent_task_folders(tmp_path: Path, make_video: 
         "annotations/MTL/training_set_annotations.txt: m1 labelled up to frame 7 for 5 decoded frames; "
         "aligned by frame index"
     ]
-    labels, _, warnings = load_labels(tmp_path, entries[1], mtl={"m2": m2})  # pre-read MTL labels
+    labels, _, warnings = load_labels(tmp_path, entries[1], mtl={"train": {"m2": m2}})  # pre-read MTL labels
     expected = empty_labels(3)
     expected[1, 3] = 0
     np.testing.assert_array_equal(labels, expected)
     assert warnings == []
 
 
-def test_video_in_two_splits_is_an_error_naming_both_files(tmp_path: Path) -> None:
+def test_a_video_can_be_train_for_one_task_and_val_for_another(tmp_path: Path, make_video) -> None:
+    """Aff-Wild2 has such videos (86 in one ABAW 2021 entry's list): each task keeps its own split."""
+    layout = AffWild2Layout(tmp_path)
+    make_video(tmp_path / "videos" / "x.mp4", n_frames=12)
+    write_annotation(layout.annotation_path(Task.VA, "train", "x"), Task.VA, VA_12)
+    write_annotation(layout.annotation_path(Task.EXPR, "val", "x"), Task.EXPR, np.arange(12) % 8)
+    write_test_list(layout.test_list_path("AU"), ["x"])  # and in AU's test list
+    entries, warnings, _ = build_manifest(tmp_path)
+    assert warnings == [] and len(entries) == 1
+    x = entries[0]
+    assert x.splits == {"VA": "train", "EXPR": "val", "AU": "test"}
+    assert x.split_of("va") == "train" and x.split_of("EXPR") == "val" and x.split_of("CE") is None
+    assert x.tasks == ("VA", "EXPR") and x.tasks_in("val") == ("EXPR",) and not x.unlabeled
+    labels, _, _ = load_labels(tmp_path, x)  # every task from its own split's folder
+    np.testing.assert_array_equal(labels[:, :3], np.column_stack([VA_12, np.arange(12) % 8]))
+    train, _, _ = load_labels(tmp_path, x, split="train")  # the training view: VA only
+    np.testing.assert_array_equal(train[:, :2], VA_12)
+    assert (train[:, 2:] == -1).all()
+    val, _, _ = load_labels(tmp_path, x, split="val")  # the validation view: EXPR only
+    assert (val[:, :2] == -5).all() and (val[:, 2] == np.arange(12) % 8).all() and (val[:, 3:] == -1).all()
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_labels(tmp_path, x, split="test")
+
+
+def test_one_task_in_two_splits_is_an_error_naming_both_files(tmp_path: Path) -> None:
     layout = AffWild2Layout(tmp_path)
     train = layout.annotation_path(Task.VA, "train", "x")
-    val = layout.annotation_path(Task.EXPR, "val", "x")
+    val = layout.annotation_path(Task.VA, "val", "x")
     write_annotation(train, Task.VA, VA_12)
-    write_annotation(val, Task.EXPR, EXPR_10)
+    write_annotation(val, Task.VA, VA_12)
     with pytest.raises(LayoutError) as info:
         build_manifest(tmp_path)
     message = str(info.value)
-    assert str(train) in message and str(val) in message and "\n" not in message
+    assert message == f"{val}: video 'x' is VA val here but VA train in {train}"
 
 
-def test_annotated_video_in_a_test_list_is_an_error(tmp_path: Path) -> None:
+def test_mtl_file_and_task_folders_disagree_the_folder_wins(tmp_path: Path, make_video) -> None:
+    """The MTL training file lists a video whose EXPR labels the task's folder puts in Validation_Set:
+    EXPR stays val (read from the folder, never from the MTL rows) and the MTL file still gives its VA split."""
+    layout = AffWild2Layout(tmp_path)
+    make_video(tmp_path / "videos" / "y.mp4", n_frames=4)
+    rows = empty_labels(4)
+    rows[:, :2] = 0.5
+    rows[:, 2] = 3  # EXPR in the MTL training file
+    write_mtl(layout.mtl_path("train"), {"y": rows})
+    folder = layout.annotation_path(Task.EXPR, "val", "y")
+    write_annotation(folder, Task.EXPR, np.array([1, 1, 2, 2]))
+    entries, warnings, _ = build_manifest(tmp_path)
+    assert entries[0].splits == {"VA": "train", "EXPR": "val"}
+    assert warnings == [f"{layout.mtl_path('train')}: video 'y' is EXPR train here but EXPR val in {folder}; "
+                        "the per-task folder wins"]
+    labels, _, _ = load_labels(tmp_path, entries[0])
+    np.testing.assert_array_equal(labels[:, 2], [1, 1, 2, 2])  # the folder's EXPR, not the MTL's 3s
+    np.testing.assert_array_equal(labels[:, :2], np.full((4, 2), 0.5))
+    train, _, _ = load_labels(tmp_path, entries[0], split="train")
+    assert (train[:, 2] == -1).all() and (train[:, :2] == 0.5).all()
+
+
+def test_a_task_in_both_mtl_files_is_an_error(tmp_path: Path) -> None:
+    layout = AffWild2Layout(tmp_path)
+    rows = empty_labels(2)
+    rows[:, 3] = 1
+    write_mtl(layout.mtl_path("train"), {"z": rows})
+    write_mtl(layout.mtl_path("val"), {"z": rows})
+    with pytest.raises(LayoutError, match=r"validation_set_annotations\.txt: video 'z' is AU val here but AU train"):
+        build_manifest(tmp_path)
+
+
+def test_annotated_video_in_the_same_tasks_test_list_is_an_error(tmp_path: Path) -> None:
     layout = AffWild2Layout(tmp_path)
     write_annotation(layout.annotation_path(Task.AU, "val", "x"), Task.AU, AU_8)
     write_test_list(layout.test_list_path("AU"), ["x"])
-    with pytest.raises(LayoutError, match=r"AU_test_set_release\.txt: video 'x' is in this test list"):
+    with pytest.raises(LayoutError, match=r"AU_test_set_release\.txt: video 'x' is in this test list but annotated "
+                                          r"for AU val"):
+        build_manifest(tmp_path)
+    write_test_list(layout.test_list_path("AU"), [])
+    write_test_list(layout.test_list_path("MTL"), ["x"])  # the MTL list stands for VA, EXPR and AU
+    with pytest.raises(LayoutError, match=r"MTL_test_set_release\.txt: video 'x' is in this test list"):
         build_manifest(tmp_path)
 
 
@@ -237,4 +304,11 @@ def test_unsafe_name_in_a_test_list_stops_the_scan(tmp_path: Path) -> None:
 
 
 def test_empty_root_gives_an_empty_manifest(tmp_path: Path) -> None:
-    assert build_manifest(tmp_path) == ([], [])
+    assert build_manifest(tmp_path) == ([], [], [])
+
+
+def test_video_entry_rejects_unknown_tasks_and_splits() -> None:
+    with pytest.raises(ValueError, match="unknown task or split"):
+        VideoEntry("v", "videos/v.mp4", {"VA": "unlabeled"}, None, 25.0, 1)
+    with pytest.raises(ValueError, match="unknown task or split"):
+        VideoEntry("v", "videos/v.mp4", {"MTL": "train"}, None, 25.0, 1)

@@ -8,9 +8,11 @@ import pytest
 from pipeline_lib.config import DataSettings
 from pipeline_lib.data.annotations import write_annotation
 from pipeline_lib.data.errors import LayoutError
-from pipeline_lib.data.labels import Task
+from pipeline_lib.data.labels import Task, empty_labels
 from pipeline_lib.data.layout import AffWild2Layout, write_test_list
 from pipeline_lib.data.manifest import load_labels
+from pipeline_lib.data.mtl import write_mtl
+from pipeline_lib.data.plan import FACE_BYTES_PER_FRAME, FEATURE_BYTES_PER_VALUE
 from pipeline_lib.data.prepare import MANIFEST_FILE, import_affwild2, load_raw, prepare_raw
 
 
@@ -42,13 +44,22 @@ def test_import_copies_labels_and_reads_videos_in_place(tmp_path: Path, affwild2
     assert (out / MANIFEST_FILE).is_file()
     by_name = {e.name: e for e in raw.entries}
     assert set(by_name) == {"10-60-1280x720", "video2_left", "video2_right", "spare", "held_out"}
-    assert by_name["10-60-1280x720"].tasks == ("VA", "EXPR") and by_name["10-60-1280x720"].split == "train"
-    assert by_name["video2_right"].side == "right" and by_name["video2_right"].split == "val"
-    assert by_name["spare"].split == "unlabeled" and by_name["held_out"].split == "test"
+    assert by_name["10-60-1280x720"].splits == {"VA": "train", "EXPR": "train"}
+    assert by_name["video2_right"].side == "right" and by_name["video2_right"].splits == {"EXPR": "val"}
+    assert by_name["spare"].unlabeled and by_name["held_out"].splits == {"EXPR": "test"}
     assert all(raw.video_file(e).is_file() for e in raw.entries)
     # the annotated-but-missing video is a warning, not a crash
-    assert any("gone" in w for w in result.warnings)
-    assert result.metrics()["videos"] == 5
+    assert any("gone" in w for w in result.warnings) and result.skipped == ("gone",)
+    metrics = result.metrics()
+    assert metrics["videos"] == 5 and metrics["frames"] == 12 + 8 + 8 + 5 + 6 and metrics["skipped_videos"] == ["gone"]
+    assert metrics["tasks"] == {
+        "VA": {"train": {"videos": 1, "frames": 12, "labelled_frames": 12}},
+        "EXPR": {"train": {"videos": 1, "frames": 12, "labelled_frames": 12},
+                 "val": {"videos": 2, "frames": 16, "labelled_frames": 16},
+                 "test": {"videos": 1, "frames": 6}},
+    }
+    assert metrics["unlabeled"] == {"videos": 1, "frames": 5}
+    assert metrics["cross_task"] == {"videos": 0, "pairs": {}, "names": []}
 
     labels, ce, warnings = load_labels(out, by_name["10-60-1280x720"])
     assert labels.shape == (12, 15) and ce.shape == (12,)
@@ -72,3 +83,38 @@ def test_import_rejects_a_folder_that_is_not_a_layout(tmp_path: Path):
 def test_load_raw_before_corpus_names_the_fix(tmp_path: Path):
     with pytest.raises(LayoutError, match="run `abaw corpus`"):
         load_raw(tmp_path)
+
+
+def test_corpus_plan_counts_cross_task_videos_and_prices_the_stores(tmp_path: Path, make_video):
+    """A video in VA's training split and EXPR's validation split (with an invalid span), another video whose
+    AU comes from the MTL file: counts per task and split, the cross-task pair, disk from frames."""
+    root = tmp_path / "Aff-Wild2"
+    layout = AffWild2Layout(root)
+    make_video(root / "videos" / "x.mp4", n_frames=10)
+    make_video(root / "videos" / "y.mp4", n_frames=4)
+    write_annotation(layout.annotation_path(Task.VA, "train", "x"), Task.VA, np.full((10, 2), 0.1, np.float32))
+    expr = np.full(10, 3)
+    expr[:4] = -1  # 6 labelled frames
+    write_annotation(layout.annotation_path(Task.EXPR, "val", "x"), Task.EXPR, expr)
+    rows = empty_labels(3)  # labelled up to frame 3 of 4
+    rows[:, 3:] = 0
+    write_mtl(layout.mtl_path("train"), {"y": rows})
+    result = import_affwild2(tmp_path / "raw", root)
+    plan = result.plan()
+    assert plan.tasks == {"VA": {"train": {"videos": 1, "frames": 10, "labelled_frames": 10}},
+                          "EXPR": {"val": {"videos": 1, "frames": 10, "labelled_frames": 6}},
+                          "AU": {"train": {"videos": 1, "frames": 4, "labelled_frames": 3}}}
+    assert plan.cross_task == {"videos": 1, "pairs": {"VA train/EXPR val": 1}, "names": ["x"]}
+    assert plan.disk["frames"] == 14
+    assert plan.disk["face_store_gb"] == round(14 * FACE_BYTES_PER_FRAME / 1e9, 3)
+    assert plan.disk["feature_store_gb_per_array"]["768"] == round(14 * 768 * FEATURE_BYTES_PER_VALUE / 1e9, 3)
+    videos = sum(p.stat().st_size for p in (root / "videos").iterdir())
+    assert plan.disk["video_bytes"] == videos and plan.disk["videos_gb"] == round(videos / 1e9, 3)
+    lines = plan.lines({768: 2})
+    assert lines[0].split()[0] == "task" and lines[1].split()[0] == "VA"
+    assert "1 video(s) (VA train/EXPR val 1)" in lines[-2]
+    assert lines[-1] == (f"disk: videos {videos / 1e6:.1f} MB, face store ~{14 * FACE_BYTES_PER_FRAME / 1e6:.1f} MB, "
+                         f"feature store ~{2 * 14 * 768 * FEATURE_BYTES_PER_VALUE / 1e6:.1f} MB for the configured "
+                         "extractors")
+    assert result.summary_line() == ("corpus (affwild2): 2 videos/subjects, 14 frames, 1 in one task's training "
+                                     "and another's validation split; 0 skipped, 0 warning(s)")

@@ -79,7 +79,8 @@ def _tasks(project: Project) -> dict[str, tuple[str, ...]]:
 def test_the_clean_copy_imports_without_a_warning(tmp_path: Path, copy: Path):
     project, result = _import(tmp_path, copy)
     assert result.exit_code == 0 and warnings_of(result.output) == [], result.output
-    assert _tasks(project) == {"a": ("VA", "EXPR", "AU"), "b": ("VA", "EXPR", "AU"), "c": ("EXPR",), "t": ("EXPR",)}
+    assert _tasks(project) == {"a": ("VA", "EXPR", "AU"), "b": ("VA", "EXPR", "AU"), "c": ("EXPR",), "t": ()}
+    assert {e.name: e.splits for e in load_raw(project.raw).entries}["t"] == {"EXPR": "test"}
 
 
 BROKEN = {
@@ -158,7 +159,7 @@ def test_a_missing_task_folder_only_removes_that_task(tmp_path: Path, copy: Path
     project, result = _import(tmp_path, copy)
     assert result.exit_code == 0 and warnings_of(result.output) == [], result.output
     assert _tasks(project)["a"] == ("EXPR", "AU")
-    assert "VA" not in json.loads((project.metrics / "corpus.json").read_text())["labelled_videos_per_task"]
+    assert "VA" not in json.loads((project.metrics / "corpus.json").read_text())["tasks"]
 
 
 def test_a_task_folder_removed_after_the_corpus_fails_that_task_in_one_line(reference: Project, tmp_path: Path):

@@ -30,8 +30,14 @@ def test_corpus_builds_demo_raw_folder(tmp_path: Path, tiny_params_file: Path):
     metrics = json.loads(report.read_text())
     assert metrics["videos"] == len(raw.entries)
     # tiny demo: 2 train + 1 val + 1 CE train + 1 CE val labelled videos, 1 two-subject video (2 entries) ...
-    assert metrics["videos_per_split"]["test"] == 1
-    assert metrics["videos_per_split"]["unlabeled"] == 1
+    assert all(metrics["tasks"][task]["test"]["videos"] == 1 for task in ("VA", "EXPR", "AU", "CE"))
+    assert metrics["unlabeled"]["videos"] == 1
+    # ... and 1 cross-task video: a training video whose VA labels are in the validation split
+    assert metrics["cross_task"]["videos"] == 1 and metrics["cross_task"]["pairs"] == {"EXPR train/VA val": 1,
+                                                                                      "AU train/VA val": 1}
+    assert metrics["tasks"]["VA"]["val"]["videos"] == 2 and metrics["tasks"]["EXPR"]["val"]["videos"] == 1
+    assert "in one task's training split and another's validation split: 1 video(s)" in result.output
+    assert "disk: videos" in result.output and "feature store ~" in result.output
     assert sum(e.side is not None for e in raw.entries) == 2
     assert all(raw.video_file(e).is_file() for e in raw.entries)
     assert not (tmp_path / "raw.partial").exists()

@@ -17,7 +17,9 @@ from pipeline_lib.models.compound import CompoundModel, zero_shot_scores
 from pipeline_lib.train.compound import constituent_loss
 from pipeline_lib.train.compound_data import COL_BASIC, COL_CE, load_compound_data
 from pipeline_lib.train.compound_run import load_compound_model, read_compound_predictions, run_compound
-from pipeline_lib.train.curriculum import CurriculumBatches, epoch_shares
+from pipeline_lib.train.curriculum import (CurriculumBatches, Stage, curriculum_stages, direct_stages,
+                                           epoch_shares)
+from pipeline_lib.train.synthetic import SyntheticCompound, pure_windows
 from tests.train.conftest import build_chain
 
 WINDOW = 16
@@ -29,8 +31,10 @@ def chain(tmp_path_factory) -> dict[str, Path]:
 
 
 def _settings(**update) -> CompoundSettings:
-    return CompoundSettings(hidden=8, heads=2, batch_size=4, threads=1,
-                            curriculum={"epochs": [1, 1, 1], "share": [0.0, 0.5, 1.0]}, **update)
+    return CompoundSettings(**{"hidden": 8, "heads": 2, "batch_size": 4, "threads": 1, "seeds": 2,
+                               "synthetic": {"windows": 32},
+                               "curriculum": {"epochs": [1, 1, 1], "share": [0.0, 0.5, 1.0],
+                                              "synthetic": [0.0, 1.0, 0.0]}, **update})
 
 
 def test_zero_shot_score_sums_the_two_constituents():
@@ -45,12 +49,21 @@ def test_zero_shot_score_sums_the_two_constituents():
     assert zero_shot_scores(probs).argmax().item() == CE_NAMES.index("Happily_Surprised")
 
 
-def test_epoch_shares_expand_the_schedule_and_reject_bad_ones():
-    assert epoch_shares([2, 1, 1], [0.0, 0.5, 1.0]) == [0.0, 0.0, 0.5, 1.0]
+def test_curriculum_stages_split_compound_windows_into_real_and_synthetic():
+    stages = curriculum_stages([2, 1, 1], [0.0, 0.5, 1.0], [0.0, 0.5, 0.0])
+    assert stages == [Stage(2, 0.0, 0.0), Stage(1, 0.25, 0.25), Stage(1, 1.0, 0.0)]
+    assert epoch_shares(stages) == [(0.0, 0.0), (0.0, 0.0), (0.25, 0.25), (1.0, 0.0)]
+    assert curriculum_stages([2, 1], [0.0, 0.4]) == [Stage(2, 0.0), Stage(1, 0.4)]  # no synthetic fraction: real only
+    # without CE training labels: the all-real stage is dropped, the mixed one's compound windows all synthetic
+    assert curriculum_stages([2, 1, 1], [0.0, 0.5, 1.0], [0.0, 0.5, 0.0], real=False) == [
+        Stage(2, 0.0, 0.0), Stage(1, 0.0, 0.5)]
+    assert direct_stages([2, 1]) == [Stage(2, 1.0), Stage(1, 1.0)]
     with pytest.raises(ValueError, match="one share per stage"):
-        epoch_shares([1, 1], [0.0])
+        curriculum_stages([1, 1], [0.0])
     with pytest.raises(ValueError, match="shares in"):
-        epoch_shares([1], [1.5])
+        curriculum_stages([1], [1.5])
+    with pytest.raises(ValueError, match="summing to at most 1"):
+        Stage(1, 0.7, 0.5)
 
 
 def _video(name: str, basic: bool, n: int = 8) -> VideoArrays:
@@ -59,18 +72,70 @@ def _video(name: str, basic: bool, n: int = 8) -> VideoArrays:
     return VideoArrays(name, np.zeros((n, 2), np.float32), np.ones(n, bool), labels, labels >= 0)
 
 
-def test_curriculum_batches_draw_the_scheduled_share_of_compound_windows():
-    data = WindowDataset([_video("b", True, 40), _video("c", False, 40)], window=4, stride=4)  # 10 + 10 windows
-    basic, compound = list(range(10)), list(range(10, 20))
-    batches = CurriculumBatches(data, basic, compound, [0.0, 0.3, 1.0], per_epoch=10, batch_size=4, seed=0)
+def test_curriculum_batches_draw_the_scheduled_shares_of_each_pool():
+    data = WindowDataset([_video("b", True, 40), _video("c", False, 40), _video("s", False, 40)], window=4,
+                         stride=4)  # 10 + 10 + 10 windows; the third video stands for the synthetic pool
+    basic, compound, synthetic = list(range(10)), list(range(10, 20)), list(range(20, 30))
+    shares = [(0.0, 0.0), (0.3, 0.0), (0.2, 0.5), (1.0, 0.0)]
+    batches = CurriculumBatches(data, basic, compound, shares, per_epoch=10, batch_size=4, seed=0,
+                                synthetic=synthetic)
     assert len(batches) == 3
-    for share in (0.0, 0.3, 1.0):
+    for real, mixed in shares:
         seen = torch.cat([b["video"] for b in batches])  # one pass = one epoch
-        assert len(seen) == 10 and int((seen == 1).sum()) == round(share * 10)
+        assert len(seen) == 10 and int((seen == 1).sum()) == round(real * 10)
+        assert int((seen == 2).sum()) == round(mixed * 10)
     with pytest.raises(ValueError, match="compound pool is empty"):
-        CurriculumBatches(data, basic, [], [0.5], per_epoch=10, batch_size=4)
+        CurriculumBatches(data, basic, [], [(0.5, 0.0)], per_epoch=10, batch_size=4)
+    with pytest.raises(ValueError, match="synthetic pool is empty"):
+        CurriculumBatches(data, basic, compound, [(0.0, 0.5)], per_epoch=10, batch_size=4)
     with pytest.raises(ValueError, match="basic pool is empty"):
-        CurriculumBatches(data, [], compound, [0.5], per_epoch=10, batch_size=4)
+        CurriculumBatches(data, [], compound, [(0.5, 0.0)], per_epoch=10, batch_size=4)
+
+
+def _expr_video(name: str, classes: list[int], n_per: int = 8, width: int = 3) -> VideoArrays:
+    """A video of `n_per`-frame EXPR segments (-1 = unannotated), features = frame index in every column."""
+    expr = np.repeat(np.array(classes, np.float32), n_per)
+    labels = np.stack([expr, np.full_like(expr, -1)], axis=1)  # (T, 2): basic, compound
+    features = np.repeat(np.arange(len(expr), dtype=np.float32)[:, None], width, axis=1)
+    return VideoArrays(name, features, np.ones(len(expr), bool), labels, labels >= 0)
+
+
+def test_pure_windows_need_enough_frames_of_one_class():
+    fear, surprise, happy = (EXPR_NAMES.index(n) for n in ("Fear", "Surprise", "Happiness"))
+    # windows of 8 at stride 8: [fear x8], [surprise x8], [fear x4 + surprise x4], [-1 x8]
+    video = _expr_video("v", [fear, surprise, -1, -1], n_per=8)
+    video.labels[16:20, 0], video.labels[20:24, 0] = fear, surprise
+    video = VideoArrays("v", video.features, video.valid, video.labels, video.labels >= 0)
+    data = WindowDataset([video], window=8, stride=8)
+    pools = pure_windows(data, COL_BASIC, purity=0.6, min_frames=4)
+    assert {c: v.tolist() for c, v in pools.items()} == {fear: [0], surprise: [1]}
+    assert {c: v.tolist() for c, v in pure_windows(data, COL_BASIC, 0.5, 4).items()} == {fear: [0, 2], surprise: [1]}
+    assert SyntheticCompound.available(pools) == [CE_NAMES.index("Fearfully_Surprised")]
+    assert happy not in pools
+
+
+def test_synthetic_windows_mix_two_constituents_and_label_the_compound():
+    fear, surprise = EXPR_NAMES.index("Fear"), EXPR_NAMES.index("Surprise")
+    data = WindowDataset([_expr_video("f", [fear]), _expr_video("s", [surprise] * 2)], window=8, stride=8)
+    data.videos[1].labels[9, 0] = -1  # one frame of the second surprise window unannotated
+    data.videos[1].label_mask[9, 0] = False
+    mixed = SyntheticCompound(data, COL_BASIC, COL_CE, count=20, mix=(0.25, 0.25), purity=0.6, min_frames=4, seed=1)
+    assert len(mixed) == 20 and mixed.classes == [CE_NAMES.index("Fearfully_Surprised")]
+    assert mixed.summary()["per_compound"]["Fearfully_Surprised"] == 20
+    assert mixed.summary()["missing"] == [n for n in CE_NAMES if n != "Fearfully_Surprised"]
+    for i in range(len(mixed)):
+        item, pair = mixed[i], mixed.pairs[i]
+        assert pair.first == 0 and pair.second in (1, 2) and pair.lam == 0.25
+        second = data[pair.second]
+        expected = 0.25 * data[0]["features"] + 0.75 * second["features"]
+        torch.testing.assert_close(item["features"], expected)
+        labelled = second["label_mask"][:, COL_BASIC]  # the fear window is labelled throughout
+        assert torch.equal(item["label_mask"][:, COL_CE], labelled) and not item["label_mask"][:, COL_BASIC].any()
+        assert (item["labels"][labelled, COL_CE] == CE_NAMES.index("Fearfully_Surprised")).all()
+        assert (item["labels"][~labelled, COL_CE] == -1).all() and int(item["video"]) == -1
+    assert {p.second for p in mixed.pairs} == {1, 2}  # both surprise windows are drawn
+    with pytest.raises(ValueError, match="mix must be a range"):
+        SyntheticCompound(data, COL_BASIC, COL_CE, count=1, mix=(0.8, 0.2))
 
 
 def test_prior_makes_an_untrained_compound_head_follow_the_zero_shot_score():
@@ -108,17 +173,26 @@ def test_inputs_join_frames_fusion_stream_and_zero_shot_with_both_labels(chain):
     np.testing.assert_allclose(video.features[:, -len(CE_NAMES):], expected, atol=2e-3)  # float16
 
 
-def test_run_compares_curriculum_with_direct_and_writes_outputs(chain, tmp_path: Path):
+def test_run_compares_curriculum_with_direct_and_synthetic_only_and_writes_outputs(chain, tmp_path: Path):
     metrics = run_compound(chain["raw"], chain["store"], chain["fusion"], _settings(), WINDOW, tmp_path / "m",
                            tmp_path / "p" / "compound.h5")
-    for run in ("curriculum", "direct"):
-        assert len(metrics[run]["curve"]) == 3 and 1 <= metrics[run]["best_epoch"] <= 3
+    assert metrics["real_compound_labels"] is True
+    for run, epochs in (("curriculum", 3), ("direct", 3), ("synthetic_only", 2)):  # synthetic only: no all-real stage
+        assert len(metrics[run]["curve"]) == epochs and 1 <= metrics[run]["best_epoch"] <= epochs
         assert metrics[run]["f1_macro"] == max(metrics[run]["curve"])
         assert set(metrics[run]["class_f1"]) == set(CE_NAMES)
     gap = metrics["curriculum"]["f1_macro"] - metrics["direct"]["f1_macro"]
     assert metrics["curriculum_minus_direct"] == round(gap, 4) and metrics["curriculum_beats_direct"] == (gap >= 0)
+    assert metrics["synthetic"]["windows"] == 32 and sum(metrics["synthetic"]["per_compound"].values()) == 32
+    seeds = metrics["seeds"]
+    assert seeds["seeds"] == [0, 1] and set(seeds["f1_macro"]) == {"curriculum", "direct", "synthetic_only",
+                                                                  "zero_shot"}
+    for run in ("curriculum", "direct", "synthetic_only"):  # seed 0's run is the one reported above
+        assert seeds["f1_macro"][run][0] == metrics[run]["f1_macro"] and len(seeds["f1_macro"][run]) == 2
+        assert seeds["mean"][run] == round(float(np.mean(seeds["f1_macro"][run])), 4)
+    assert seeds["f1_macro"]["zero_shot"] == [metrics["zero_shot"]["f1_macro"]] * 2
     videos, meta = read_compound_predictions(tmp_path / "p" / "compound.h5")
-    assert set(videos) == {"tr1", "tr2", "tr3", "va1", "te1", "un1", "ce1", "ce2"}
+    assert set(videos) == {"tr1", "tr2", "tr3", "va1", "te1", "un1", "ce1", "ce2", "x1"}
     assert videos["te1"]["ce"].shape == (48, len(CE_NAMES)) and videos["te1"]["basic"].shape == (48, 8)
     np.testing.assert_allclose(videos["te1"]["ce"].sum(1), 1.0, atol=1e-5)
     model, saved = load_compound_model(tmp_path / "m" / "compound.pt")
@@ -128,7 +202,7 @@ def test_run_compares_curriculum_with_direct_and_writes_outputs(chain, tmp_path:
 def test_without_compare_only_the_curriculum_runs(chain, tmp_path: Path):
     metrics = run_compound(chain["raw"], chain["store"], chain["fusion"], _settings(compare=False), WINDOW,
                            tmp_path / "m", tmp_path / "p" / "c.h5")
-    assert "direct" not in metrics and "curriculum_beats_direct" not in metrics
+    assert "direct" not in metrics and "synthetic_only" not in metrics and "curriculum_beats_direct" not in metrics
 
 
 def test_missing_fusion_predictions_name_the_stage(chain, tmp_path: Path):
@@ -144,7 +218,7 @@ def test_foreign_checkpoint_is_refused(tmp_path: Path):
         load_compound_model(path)
 
 
-def test_without_ce_training_frames_the_zero_shot_scores_stand_in_with_a_notice(chain, tmp_path: Path):
+def _without_ce_training_labels(chain, tmp_path: Path) -> Path:
     import shutil
 
     raw = tmp_path / "raw"
@@ -152,10 +226,45 @@ def test_without_ce_training_frames_the_zero_shot_scores_stand_in_with_a_notice(
     ce_file = raw / "annotations" / "CE" / "Train_Set" / "ce1.txt"
     lines = ce_file.read_text().splitlines()
     ce_file.write_text("\n".join([lines[0]] + ["-1"] * (len(lines) - 1)) + "\n")
+    return raw
+
+
+def test_without_ce_training_frames_the_curriculum_trains_on_synthetic_windows(chain, tmp_path: Path):
+    """C-EXPR-DB ships no CE training labels: single -> synthetic compound, the all-real stage dropped."""
+    raw = _without_ce_training_labels(chain, tmp_path)
     notices: list[str] = []
     metrics = run_compound(raw, chain["store"], chain["fusion"], _settings(), WINDOW, tmp_path / "m",
                            tmp_path / "p" / "c.h5", notice=notices.append)
+    assert metrics["trained"] and metrics["real_compound_labels"] is False and notices == []
+    assert len(metrics["curriculum"]["curve"]) == 2  # epochs of the stages kept: [1, 1]
+    assert "direct" not in metrics and "synthetic_only" not in metrics  # the curriculum is synthetic-only here
+    assert metrics["seeds"]["f1_macro"].keys() == {"curriculum", "zero_shot"}
+    model, meta = load_compound_model(tmp_path / "m" / "compound.pt")
+    assert model is not None and meta["best_epoch"] == metrics["curriculum"]["best_epoch"]
+
+
+def test_without_ce_validation_the_last_epoch_is_kept_with_a_notice(chain, tmp_path: Path):
+    raw = _without_ce_training_labels(chain, tmp_path)
+    (raw / "annotations" / "CE" / "Validation_Set" / "ce2.txt").unlink()
+    manifest = raw / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("ce2,videos/ce2.mp4,CE:val,", "ce2,videos/ce2.mp4,,"))
+    notices: list[str] = []
+    metrics = run_compound(raw, chain["store"], chain["fusion"], _settings(), WINDOW, tmp_path / "m",
+                           tmp_path / "p" / "c.h5", notice=notices.append)
+    assert metrics["trained"] and metrics["val_videos"] == 0 and "seeds" not in metrics and "zero_shot" not in metrics
+    assert metrics["curriculum"]["best_epoch"] == 2 and "f1_macro" not in metrics["curriculum"]
+    assert notices == ["compound: no CE-labelled validation video; the last epoch is kept and no CE score is reported"]
+    videos, _ = read_compound_predictions(tmp_path / "p" / "c.h5")
+    assert videos["te1"]["ce"].shape == (48, len(CE_NAMES))
+
+
+def test_without_ce_training_frames_and_synthetic_off_the_zero_shot_scores_stand_in(chain, tmp_path: Path):
+    raw = _without_ce_training_labels(chain, tmp_path)
+    notices: list[str] = []
+    metrics = run_compound(raw, chain["store"], chain["fusion"], _settings(synthetic={"enabled": False}), WINDOW,
+                           tmp_path / "m", tmp_path / "p" / "c.h5", notice=notices.append)
     assert metrics["trained"] is False and "no CE-labelled training frame" in metrics["reason"]
+    assert "compound.synthetic is off" in metrics["reason"]
     assert len(notices) == 1 and "zero-shot" in notices[0]
     videos, _ = read_compound_predictions(tmp_path / "p" / "c.h5")
     expected = videos["te1"]["zero_shot"] / videos["te1"]["zero_shot"].sum(1, keepdims=True)

@@ -28,7 +28,7 @@ WINDOW = 16
 def fused(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(raw, store, temporal predictions dir): all three task models trained for 2 epochs."""
     root = tmp_path_factory.mktemp("fusion")
-    raw, store = build_corpus(root, au=True, unlabeled=True)
+    raw, store = build_corpus(root, au=True, unlabeled=True, cross=True)
     train_task_models(raw, store, root / "models", root / "pred", WINDOW)
     return raw, store, root / "pred"
 
@@ -43,7 +43,17 @@ def test_inputs_join_frame_and_task_features_with_all_labels(fused):
     raw, store, pred = fused
     data = load_fusion_data(raw, FeatureStore(store, mode="r"), pred, ["mae"])
     assert data.sources == ["mae", "va", "expr", "au"] and data.widths == [8, 8, 8, 8]
-    assert sorted(v.name for v in data.train) == ["tr1", "tr2", "tr3"] and [v.name for v in data.val] == ["va1"]
+    assert sorted(v.name for v in data.train) == ["tr1", "tr2", "tr3", "x1"]
+    assert sorted(v.name for v in data.val) == ["va1", "x1"]
+    # x1 is VA train and EXPR / AU val: its training view carries VA only, its validation view EXPR and AU only
+    x1_train = next(v for v in data.train if v.name == "x1")
+    x1_val = next(v for v in data.val if v.name == "x1")
+    x1_all = next(v for v in data.every if v.name == "x1")
+    assert x1_train.features is x1_all.features and x1_val.features is x1_all.features  # views, not copies
+    assert x1_train.label_mask[:, :2].any() and not x1_train.label_mask[:, 2:].any()
+    assert not x1_val.label_mask[:, :2].any() and x1_val.label_mask[:, 2].any() and x1_val.label_mask[:, 3:15].any()
+    np.testing.assert_array_equal(x1_train.labels[:, :2], x1_all.labels[:, :2])  # each view: its tasks, unchanged
+    np.testing.assert_array_equal(x1_val.labels[:, 2:15], x1_all.labels[:, 2:15])
     tr1 = next(v for v in data.every if v.name == "tr1")
     assert tr1.features.shape == (48, 32) and tr1.labels.shape == (48, 16)
     assert tr1.label_mask[0].tolist()[:3] == [True, True, False]  # EXPR -1 on frame 0, VA labelled
@@ -53,9 +63,12 @@ def test_inputs_join_frame_and_task_features_with_all_labels(fused):
     np.testing.assert_allclose(tr1.features[valid, :8], stored[valid] - stored[valid].astype(np.float32).mean(0),
                                atol=2e-3)
     pool = pseudo_pool(data)
-    assert sorted(pool) == ["tr1", "tr2", "tr3", "un1"]  # never validation or test frames
+    # never validation or test frames, and not x1 (a training video, but in EXPR's validation split)
+    assert sorted(pool) == ["tr1", "tr2", "tr3", "un1"]
     assert pool["tr1"].sum() == 1 and pool["un1"].sum() == 46  # tr1: frame 0; un1: every face frame
-    compound_only = replace(data, tasks={**data.tasks, "tr3": ("CE",)})
+    tr3 = data.entries["tr3"]
+    compound_only = replace(data, entries={**data.entries, "tr3": replace(tr3, splits={"CE": "train"})},
+                            train=[v for v in data.train if v.name != "tr3"])
     assert sorted(pseudo_pool(compound_only)) == ["tr1", "tr2", "un1"]  # compound faces get no basic label
 
 
@@ -64,8 +77,10 @@ def test_pseudo_labels_reach_training_only_where_no_real_label(fused):
     data = load_fusion_data(raw, FeatureStore(store, mode="r"), pred, ["mae"])
     labels = {"tr1": np.full(48, 3), "un1": np.full(48, 5)}
     train = {v.name: v for v in with_pseudo_labels(data, labels)}
-    assert sorted(train) == ["tr1", "tr2", "tr3", "un1"]
+    assert sorted(train) == ["tr1", "tr2", "tr3", "un1", "x1"]
     assert (train["un1"].labels[:, COL_PSEUDO] == 5).all() and train["un1"].label_mask[:, COL_PSEUDO].all()
+    assert not train["un1"].label_mask[:, :15].any()  # an unlabelled video teaches its pseudo-labels only
+    assert not train["x1"].label_mask[:, 2:].any()  # the training view of x1: VA only, no EXPR val label
     loss = FusionLoss(list(train.values()), _settings(), pseudo_weight=1.0)
     y = torch.from_numpy(train["tr1"].labels[None, :8])
     m = torch.from_numpy(train["tr1"].label_mask[None, :8])
@@ -118,7 +133,9 @@ def test_every_variant_runs_end_to_end(fused, tmp_path: Path, fusion, dependency
     assert metrics["fusion_beats_individual"] == (val["mtl"] >= metrics["individual"]["sum"])
     assert metrics["pseudo"]["used"] and metrics["pseudo"]["kept_frames"] > 0 and "pseudo_off" not in metrics
     with h5py.File(tmp_path / "out" / "fusion.h5") as h5:
-        assert sorted(h5) == ["te1", "tr1", "tr2", "tr3", "un1", "va1"]
+        assert sorted(h5) == ["te1", "tr1", "tr2", "tr3", "un1", "va1", "x1"]
+        assert h5["x1"].attrs["splits"] == "VA:train+EXPR:val+AU:val" and h5["un1"].attrs["splits"] == ""
+        assert "pseudo_label" not in h5["x1"]  # never on a video in EXPR's validation split
         assert h5["te1/va"].shape == (48, 2) and h5["te1/expr"].shape == (48, 8) and h5["te1/au"].shape == (48, 12)
         np.testing.assert_allclose(h5["te1/expr"][...].sum(1), 1.0, atol=1e-5)
         assert "pseudo_label" in h5["un1"] and "pseudo_label" not in h5["va1"]

@@ -8,6 +8,7 @@ import pytest
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.train.task_data import check_finite, load_task_data, task_labels
+from tests.train.conftest import build_corpus
 
 
 def test_task_labels_pick_columns_and_mask_invalid_markers():
@@ -29,12 +30,24 @@ def test_load_task_data_splits_and_masks(corpus):
     data = load_task_data(raw, FeatureStore(features, mode="r"), "expr", "mae")
     assert [v.name for v in data.train] == ["tr1", "tr2", "tr3"] and [v.name for v in data.val] == ["va1"]
     assert sorted(v.name for v in data.every) == ["te1", "tr1", "tr2", "tr3", "va1"]
-    assert data.splits["te1"] == "test" and data.width == 8
+    assert data.entries["te1"].split_of("expr") == "test" and data.width == 8
     tr1 = data.train[0]
     assert tr1.labels.shape == (48, 1) and not tr1.label_mask[0, 0] and tr1.label_mask[1:, 0].all()
     assert not next(v for v in data.every if v.name == "te1").label_mask.any()  # test videos: no labels
     va = load_task_data(raw, FeatureStore(features, mode="r"), "va", "mae")
     assert va.train[0].labels.shape == (48, 2) and not va.train[0].label_mask[1].any()
+
+
+def test_a_video_trains_one_task_and_validates_another(tmp_path):
+    """x1 is in VA's training split and EXPR's validation split: it trains VA and is scored for EXPR only."""
+    raw, features = build_corpus(tmp_path, cross=True)
+    store = FeatureStore(features, mode="r")
+    va = load_task_data(raw, store, "va", "mae")
+    expr = load_task_data(raw, store, "expr", "mae")
+    assert [v.name for v in va.train] == ["tr1", "tr2", "tr3", "x1"] and [v.name for v in va.val] == ["va1"]
+    assert [v.name for v in expr.train] == ["tr1", "tr2", "tr3"] and [v.name for v in expr.val] == ["va1", "x1"]
+    x1 = next(v for v in expr.val if v.name == "x1")
+    assert x1.label_mask[1:].all() and not x1.label_mask[0].any()  # its EXPR labels, read from Validation_Set
 
 
 def test_loaded_features_are_centred_per_video(corpus):

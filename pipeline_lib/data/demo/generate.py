@@ -21,7 +21,7 @@ from pipeline_lib.data.demo.annotate import file_values
 from pipeline_lib.data.demo.plan import GROUPS, MAIN_TASKS, VideoPlan, plan_corpus
 from pipeline_lib.data.demo.produce import VideoResult, render_video
 from pipeline_lib.data.demo.summary import CorpusSummary, LabelTally, render_card
-from pipeline_lib.data.labels import CLASS_INVALID, COL_AU, COL_EXPR, VA_INVALID
+from pipeline_lib.data.labels import CLASS_INVALID, LABEL_COLUMNS, VA_INVALID
 from pipeline_lib.data.layout import TEST_LIST_TASKS, AffWild2Layout, write_test_list
 from pipeline_lib.data.mtl import frame_is_annotated, write_mtl
 
@@ -29,7 +29,6 @@ __all__ = ["CARD_FILE", "TRUTH_DIR", "generate_corpus"]
 
 CARD_FILE = "corpus_card.md"
 TRUTH_DIR = "demo_truth"
-_TASK_COLUMNS = {"VA": [0, 1], "EXPR": [COL_EXPR], "AU": list(range(COL_AU.start, COL_AU.stop))}
 
 
 def _render(job: tuple[VideoPlan, Path]) -> VideoResult:
@@ -50,7 +49,7 @@ def _rendered(jobs: list[tuple[VideoPlan, Path]], workers: int) -> Iterator[Vide
 def _mtl_labels(labels: np.ndarray, tasks: tuple[str, ...]) -> np.ndarray:
     """Frame-aligned (T, 15) labels with the tasks the video is not annotated for marked invalid."""
     out = labels.copy()
-    for task, columns in _TASK_COLUMNS.items():
+    for task, columns in LABEL_COLUMNS.items():
         if task not in tasks:
             out[:, columns] = VA_INVALID if task == "VA" else CLASS_INVALID
     return out
@@ -76,7 +75,7 @@ def generate_corpus(root: Path, settings: DemoCorpusSettings, seed: int, progres
     frames = {g: 0 for g in GROUPS}
     identities: dict[str, set[str]] = {"train": set(), "val": set(), "test": set(), "unlabeled": set()}
     mtl: dict[str, dict[str, np.ndarray]] = {"train": {}, "val": {}}
-    quirks = dict.fromkeys(["two_subject_videos", "task_subset_videos", "face_exit_events", "cut_events",
+    quirks = dict.fromkeys(["two_subject_videos", "task_subset_videos", "cross_task_videos", "face_exit_events", "cut_events",
                             "face_less_frames", "occluded_frames", "invalid_span_files",
                             "mismatched_annotation_files"], 0)
     mismatched: list[tuple[str, int, int]] = []
@@ -88,6 +87,7 @@ def generate_corpus(root: Path, settings: DemoCorpusSettings, seed: int, progres
         quirks["two_subject_videos"] += int(len(result.subjects) == 2)
         quirks["task_subset_videos"] += int(plan.split in ("train", "val") and "CE" not in plan.tasks
                                             and plan.tasks != MAIN_TASKS)
+        quirks["cross_task_videos"] += int(plan.moved_task is not None)
         quirks["face_exit_events"] += result.exits
         quirks["cut_events"] += result.cuts
         present_any = np.any([s.face_present for s in result.subjects], axis=0)
@@ -99,14 +99,16 @@ def generate_corpus(root: Path, settings: DemoCorpusSettings, seed: int, progres
             np.savez_compressed(root / TRUTH_DIR / f"{subject.name}.npz", **subject.truth_arrays(plan.fps, plan.split))
             for task in plan.tasks:
                 values = file_values(subject.labels, task, plan.count_delta)
-                path = layout.annotation_path(task, plan.split, subject.name)
+                path = layout.annotation_path(task, plan.split_of(task), subject.name)
                 write_annotation(path, task, values)
-                tally.add(task, plan.split, values)
+                tally.add(task, plan.split_of(task), values)
                 if len(values) != plan.n_frames:
                     quirks["mismatched_annotation_files"] += 1
                     mismatched.append((path.relative_to(root).as_posix(), len(values), plan.n_frames))
-            if plan.split in mtl and any(t in MAIN_TASKS for t in plan.tasks):
-                mtl[plan.split][subject.name] = _mtl_labels(subject.labels.labels, plan.tasks)
+            for split in mtl:  # a cross-task video has rows in both files, each with its split's tasks
+                tasks = tuple(t for t in plan.tasks if t in MAIN_TASKS and plan.split_of(t) == split)
+                if tasks:
+                    mtl[split][subject.name] = _mtl_labels(subject.labels.labels, tasks)
         bar.set_postfix_str(f"{plan.name} ({plan.group})", refresh=False)
         bar.update(plan.n_frames)
     bar.close()

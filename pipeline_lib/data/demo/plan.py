@@ -4,17 +4,18 @@ Planning is cheap and fully determined by (settings, seed), so every worker
 process can render its video from the plan alone. Quirks are spread over
 the videos by position (not by chance) so that even a tiny corpus has each
 kind: face exits, cuts to background, occluders, invalid spans, annotation
-files 1-3 lines longer or shorter than the video, videos with a subset of tasks.
+files 1-3 lines longer or shorter than the video, videos with a subset of tasks, and videos whose split
+differs between tasks (one task's labels in the other split's folder, as 86 Aff-Wild2 videos are).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 import numpy as np
 
-from pipeline_lib.config import DemoCorpusSettings
+from pipeline_lib.config import ConfigError, DemoCorpusSettings
 from pipeline_lib.data.demo.identities import identity_pool, spare_identities, split_identities
 from pipeline_lib.data.demo.timeline import TrackKind
 
@@ -53,6 +54,13 @@ class VideoPlan:
     count_delta: int = 0  # annotation lines minus frames
     qp: int = 23
     compound_start: int = 0  # first compound class of the video's compound segments (they cycle)
+    moved_task: str | None = None  # this task's labels go to the other split (train <-> val)
+
+    def split_of(self, task: str) -> str:
+        """The split `task`'s labels are written to: the video's split, or the other one for `moved_task`."""
+        if task == self.moved_task:
+            return "val" if self.split == "train" else "train"
+        return self.split
 
 
 class _Rotation:
@@ -125,4 +133,24 @@ def plan_corpus(settings: DemoCorpusSettings, seed: int) -> list[VideoPlan]:
                 compound_start=4 * j,  # ~4 compound segments a video: consecutive videos continue the cycle
             ))
             labelled += int(is_labelled)
-    return plans
+    return _move_tasks(plans, settings.cross_task_videos)
+
+
+def _move_tasks(plans: list[VideoPlan], count: int) -> list[VideoPlan]:
+    """Give `count` single-subject videos with every basic task one task in the other split.
+
+    They alternate between the train and val groups (train first) and the moved task cycles VA, EXPR, AU,
+    so a tiny corpus gets a train video with VA validation labels first.
+    """
+    candidates = {group: [i for i, p in enumerate(plans) if p.group == group and p.tasks == MAIN_TASKS]
+                  for group in ("train", "val")}
+    moved = list(plans)
+    for k in range(count):
+        group = ("train", "val")[k % 2]
+        if k // 2 >= len(candidates[group]):
+            raise ConfigError(f"params.yaml: 'data.demo.cross_task_videos' = {count}: the demo has only "
+                              f"{len(candidates['train'])} train and {len(candidates['val'])} val videos with every "
+                              f"task to move one from (alternating, train first)")
+        index = candidates[group][k // 2]
+        moved[index] = replace(plans[index], moved_task=MAIN_TASKS[k % len(MAIN_TASKS)])
+    return moved

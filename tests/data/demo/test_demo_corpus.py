@@ -10,12 +10,15 @@ import numpy as np
 from pipeline_lib.data.annotations import read_annotation
 from pipeline_lib.data.demo.generate import CARD_FILE, TRUTH_DIR
 from pipeline_lib.data.demo.summary import LabelTally
-from pipeline_lib.data.labels import AU_NAMES, CE_NAMES, CLASS_INVALID, COL_AU, COL_EXPR, EXPR_NAMES, VA_INVALID
+from pipeline_lib.data.demo.plan import MAIN_TASKS, plan_corpus
+from pipeline_lib.data.labels import (
+    AU_NAMES, CE_NAMES, CLASS_INVALID, COL_AU, COL_EXPR, EXPR_NAMES, LABEL_COLUMNS, VA_INVALID,
+)
 from pipeline_lib.data.layout import TEST_LIST_TASKS, AffWild2Layout, read_test_list
-from pipeline_lib.data.manifest import build_manifest, load_labels
+from pipeline_lib.data.manifest import BASIC_TASKS, build_manifest, load_labels
 from pipeline_lib.data.mtl import read_mtl
 
-from .conftest import TINY
+from .conftest import SEED, TINY
 
 
 def _annotation_files(root):
@@ -77,18 +80,25 @@ def test_every_annotation_reads_back_and_matches_truth(tiny_corpus):
 
 def test_manifest_splits_tasks_and_sides(tiny_corpus):
     root = tiny_corpus.root
-    entries, warnings = build_manifest(root)
-    assert warnings == []
-    by_split: dict[str, list] = {}
-    for entry in entries:
-        by_split.setdefault(entry.split, []).append(entry)
+    entries, warnings, skipped = build_manifest(root)
+    assert warnings == [] and skipped == []
     labelled = TINY.train_videos + TINY.val_videos + 2 * TINY.two_subject_videos
-    assert sum(e.tasks != ("CE",) for e in by_split["train"] + by_split["val"]) == labelled
+    assert sum(any(t in BASIC_TASKS for t in e.tasks) for e in entries) == labelled
     assert sum(e.tasks == ("CE",) for e in entries) == TINY.ce_train_videos + TINY.ce_val_videos
-    assert len(by_split["test"]) == TINY.test_videos and by_split["test"][0].tasks == ("VA", "EXPR", "AU", "CE")
-    assert len(by_split["unlabeled"]) == TINY.unlabeled_videos
+    tests = [e for e in entries if e.tasks_in("test")]
+    assert len(tests) == TINY.test_videos
+    assert tests[0].splits == {"VA": "test", "EXPR": "test", "AU": "test", "CE": "test"}
+    assert sum(e.unlabeled for e in entries) == TINY.unlabeled_videos
     sides = sorted(e.side for e in entries if e.side)
     assert sides == ["left", "right"]
+    # cross-task videos: the planned task sits in the other split, every other task in the video's own
+    moved = {p.name: p for p in plan_corpus(TINY, SEED) if p.moved_task}
+    assert [p.split for p in moved.values()] == ["train", "val"]
+    by_name = {e.name: e for e in entries}
+    for name, plan in moved.items():
+        assert by_name[name].splits == {t: plan.split_of(t) for t in MAIN_TASKS}
+        assert by_name[name].split_of(plan.moved_task) != plan.split
+    assert sum(bool(e.tasks_in("train") and e.tasks_in("val")) for e in entries) == TINY.cross_task_videos
     mismatched = {row[0] for row in tiny_corpus.summary.mismatched_files}
     assert mismatched, "some annotation files must be 1-3 lines off"
     reported = []
@@ -101,14 +111,20 @@ def test_manifest_splits_tasks_and_sides(tiny_corpus):
 
 
 def test_mtl_files_hold_the_per_task_labels(tiny_corpus):
+    """Each split's MTL file holds the labels of the tasks each video has in that split (a cross-task video
+    has rows in both files), equal to the truth as annotated."""
     root = tiny_corpus.root
+    plans = {s: p for p in plan_corpus(TINY, SEED) for s in p.subjects}
     checked = 0
     for split in ("train", "val"):
         for video, labels in read_mtl(AffWild2Layout(root).mtl_path(split)).items():
-            truth = np.load(root / TRUTH_DIR / f"{video}.npz")["labels"]
-            np.testing.assert_array_equal(labels, truth[: len(labels)])  # every task annotated in the tiny corpus
+            truth = np.load(root / TRUTH_DIR / f"{video}.npz")["labels"][: len(labels)]
+            for task, columns in LABEL_COLUMNS.items():
+                invalid = VA_INVALID if task == "VA" else CLASS_INVALID
+                expected = truth[:, columns] if plans[video].split_of(task) == split else invalid
+                np.testing.assert_array_equal(labels[:, columns], np.broadcast_to(expected, labels[:, columns].shape))
             checked += 1
-    assert checked == TINY.train_videos + TINY.val_videos + 2 * TINY.two_subject_videos
+    assert checked == TINY.train_videos + TINY.val_videos + 2 * TINY.two_subject_videos + TINY.cross_task_videos
 
 
 def _card_tables(text: str) -> dict[str, list[list[str]]]:
