@@ -278,7 +278,7 @@ class CurriculumSettings(_Section):
 
     epochs: Annotated[list[Annotated[int, Field(ge=1, le=10_000)]], Field(min_length=1)] = [5, 5, 3, 3]
     share: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [0.0, 0.2, 0.4, 1.0]
-    synthetic: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [0.0, 1.0, 1.0, 0.0]
+    synthetic: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [0.0, 0.5, 0.5, 0.0]
 
     @model_validator(mode="after")
     def _check_stages(self) -> CurriculumSettings:

@@ -35,13 +35,15 @@ def main(
 
     params_ = read_params(params)
     settings = params_.compound
-    total = sum(settings.curriculum.epochs)
     with Live(str(report.with_suffix("")), dvcyaml=False, save_dvc_exp=False) as live:
         def on_epoch(run: str, epoch: int, loss: float, val: float) -> None:
             live.step = epoch  # the runs train one after the other: each curve is indexed by its own epoch
             live.log_metric(f"{run}/train_loss", loss, plot=True)
-            live.log_metric(f"{run}/val_ce_f1", val, plot=True)
-            typer.echo(f"compound ({run}) epoch {epoch + 1}/{total}: loss {loss:.4f}, val CE F1 {val:.4f}")
+            scored = val == val  # NaN: no CE validation video
+            if scored:
+                live.log_metric(f"{run}/val_ce_f1", val, plot=True)
+            typer.echo(f"compound ({run}) epoch {epoch + 1}: loss {loss:.4f}"
+                       + (f", val CE F1 {val:.4f}" if scored else ""))
 
         def notice(message: str) -> None:
             typer.secho(f"notice: {message}", fg=typer.colors.YELLOW, err=True)

@@ -16,14 +16,17 @@ from typing import Any, Final
 
 from pipeline_lib.data.manifest import LABEL_TASKS, SPLITS, VideoEntry
 
-__all__ = ["FACE_BYTES_PER_FRAME", "FEATURE_BYTES_PER_VALUE", "CorpusPlan", "corpus_plan"]
+__all__ = ["FACE_BYTES_PER_FRAME", "FEATURE_BYTES_PER_VALUE", "FEATURE_BYTES_PER_VIDEO", "CorpusPlan", "corpus_plan",
+           "feature_bytes"]
 
-# data/faces bytes / decoded frames of the demo corpus (HDF5, 112x112x3 uint8 crops, lzf, one chunk per
-# frame, plus boxes, landmarks and masks): 2026-12-04, 8,167 frames.
-FACE_BYTES_PER_FRAME: Final[float] = 27_400.0
-# data/features.zarr bytes per stored feature value (float16 under zarr's default zstd, sharded per video,
-# plus the .valid mask), measured on the demo's mae_tiny arrays: 2026-12-04.
-FEATURE_BYTES_PER_VALUE: Final[float] = 1.9
+# data/faces bytes / subject frames of the demo corpus (HDF5, 112x112x3 uint8 crops, lzf, one chunk per frame,
+# plus boxes, landmarks and masks): 229,533,766 B / 8,167 frames, 2026-12-04.
+FACE_BYTES_PER_FRAME: Final[float] = 28_100.0
+# data/features.zarr per stored feature value: float16, which zarr's default zstd does not shrink measurably;
+# plus per video and array the shard index, the .valid mask and metadata. The demo's mae_tiny arrays: 3,809,093 B
+# for 8,167 x 192 values (3,136,128 B as float16) in 50 videos, 2026-12-04.
+FEATURE_BYTES_PER_VALUE: Final[float] = 2.0
+FEATURE_BYTES_PER_VIDEO: Final[float] = 13_500.0
 _GB: Final[float] = 1e9
 
 
@@ -34,7 +37,7 @@ class CorpusPlan:
     tasks: dict[str, dict[str, dict[str, int]]]  # task -> split -> videos / frames (/ labelled_frames)
     unlabeled: dict[str, int]  # videos / frames in no annotation and no test list
     cross_task: dict[str, Any]  # videos in one task's train split and another's val split
-    disk: dict[str, Any]  # frames, video_bytes, videos_gb, face_store_gb, feature_store_gb_per_array, bytes_per_frame
+    disk: dict[str, Any]  # frames, videos, video_bytes, videos_gb, face_store_gb, feature_store_gb_per_array, bytes
 
     @property
     def frames(self) -> int:
@@ -57,11 +60,17 @@ class CorpusPlan:
                     f"video(s) ({pairs}); each task trains and validates on its own split")
         features = ""
         if feature_arrays:
-            total = sum(arrays * self.frames * width * FEATURE_BYTES_PER_VALUE for width, arrays in feature_arrays.items())
+            total = sum(arrays * feature_bytes(self.frames, self.disk["videos"], width)
+                        for width, arrays in feature_arrays.items())
             features = f", feature store ~{_size(total)} for the configured extractors"
         rows.append(f"disk: videos {_size(self.disk['video_bytes'])}, face store "
                     f"~{_size(self.frames * FACE_BYTES_PER_FRAME)}{features}")
         return rows
+
+
+def feature_bytes(frames: int, videos: int, width: int) -> float:
+    """Bytes of one extractor's arrays in the feature store for `videos` videos of `frames` frames in all."""
+    return frames * width * FEATURE_BYTES_PER_VALUE + videos * FEATURE_BYTES_PER_VIDEO
 
 
 def _size(n_bytes: float) -> str:
@@ -101,12 +110,14 @@ def corpus_plan(entries: Iterable[VideoEntry], labelled_frames: Mapping[tuple[st
     frames = sum(e.n_frames for e in entries)
     disk = {
         "frames": frames,
+        "videos": len(entries),
         "video_bytes": int(video_bytes),
         "videos_gb": round(video_bytes / _GB, 3),
         "face_store_gb": round(frames * FACE_BYTES_PER_FRAME / _GB, 3),
-        "feature_store_gb_per_array": {str(w): round(frames * w * FEATURE_BYTES_PER_VALUE / _GB, 3)
+        "feature_store_gb_per_array": {str(w): round(feature_bytes(frames, len(entries), w) / _GB, 3)
                                        for w in feature_widths},
-        "bytes_per_frame": {"face_store": FACE_BYTES_PER_FRAME, "feature_value": FEATURE_BYTES_PER_VALUE},
+        "bytes": {"face_store_per_frame": FACE_BYTES_PER_FRAME, "feature_value": FEATURE_BYTES_PER_VALUE,
+                  "feature_array_per_video": FEATURE_BYTES_PER_VIDEO},
     }
     return CorpusPlan(tasks, {"videos": len(unlabeled), "frames": sum(e.n_frames for e in unlabeled)},
                       _cross_task(entries), disk)

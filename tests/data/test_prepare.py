@@ -12,7 +12,7 @@ from pipeline_lib.data.labels import Task, empty_labels
 from pipeline_lib.data.layout import AffWild2Layout, write_test_list
 from pipeline_lib.data.manifest import load_labels
 from pipeline_lib.data.mtl import write_mtl
-from pipeline_lib.data.plan import FACE_BYTES_PER_FRAME, FEATURE_BYTES_PER_VALUE
+from pipeline_lib.data.plan import FACE_BYTES_PER_FRAME, FEATURE_BYTES_PER_VALUE, FEATURE_BYTES_PER_VIDEO, feature_bytes
 from pipeline_lib.data.prepare import MANIFEST_FILE, import_affwild2, load_raw, prepare_raw
 
 
@@ -107,14 +107,15 @@ def test_corpus_plan_counts_cross_task_videos_and_prices_the_stores(tmp_path: Pa
     assert plan.cross_task == {"videos": 1, "pairs": {"VA train/EXPR val": 1}, "names": ["x"]}
     assert plan.disk["frames"] == 14
     assert plan.disk["face_store_gb"] == round(14 * FACE_BYTES_PER_FRAME / 1e9, 3)
-    assert plan.disk["feature_store_gb_per_array"]["768"] == round(14 * 768 * FEATURE_BYTES_PER_VALUE / 1e9, 3)
+    features = 14 * 768 * FEATURE_BYTES_PER_VALUE + 2 * FEATURE_BYTES_PER_VIDEO  # 14 frames in 2 videos
+    assert feature_bytes(14, 2, 768) == features
+    assert plan.disk["feature_store_gb_per_array"]["768"] == round(features / 1e9, 3)
     videos = sum(p.stat().st_size for p in (root / "videos").iterdir())
     assert plan.disk["video_bytes"] == videos and plan.disk["videos_gb"] == round(videos / 1e9, 3)
     lines = plan.lines({768: 2})
     assert lines[0].split()[0] == "task" and lines[1].split()[0] == "VA"
     assert "1 video(s) (VA train/EXPR val 1)" in lines[-2]
     assert lines[-1] == (f"disk: videos {videos / 1e6:.1f} MB, face store ~{14 * FACE_BYTES_PER_FRAME / 1e6:.1f} MB, "
-                         f"feature store ~{2 * 14 * 768 * FEATURE_BYTES_PER_VALUE / 1e6:.1f} MB for the configured "
-                         "extractors")
+                         f"feature store ~{2 * features / 1e6:.1f} MB for the configured extractors")
     assert result.summary_line() == ("corpus (affwild2): 2 videos/subjects, 14 frames, 1 in one task's training "
                                      "and another's validation split; 0 skipped, 0 warning(s)")

@@ -48,6 +48,11 @@ def test_every_model_is_read_with_labels_on_the_store_frames(chain):
     assert set(data.models["va"]) == {"frame-wise", "temporal", "fusion"}
     assert set(data.models["ce"]) == {"compound", "zero-shot"}
     assert [v.name for v in data.split("val", "ce")] == ["ce2"] and [v.name for v in data.split("val", "va")] == ["va1"]
+    # x1 is VA train, EXPR / AU val: scored for EXPR and AU only, on labels read from their Validation_Set files
+    assert [v.name for v in data.split("val", "expr")] == ["va1", "x1"]
+    assert [v.name for v in data.split("val", "au")] == ["va1", "x1"]
+    x1 = data.videos["x1"]
+    assert x1.splits == {"VA": "train", "EXPR": "val", "AU": "val"} and (x1.labels[1:, 2] >= 0).all()
     assert data.videos["ce2"].ce[0] == -1 and data.videos["ce2"].n_frames == FRAMES
 
 
@@ -92,3 +97,35 @@ def test_cli_writes_metrics_and_summary(chain, tmp_path: Path, tiny_params_file:
     assert result.exit_code == 0, result.output
     assert "re-read with 0 error(s)" in result.output
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "evaluate.json").is_file()
+
+
+def _raw_copy(chain, tmp_path: Path) -> Path:
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(chain["raw"], raw)
+    return raw
+
+
+def test_a_task_without_validation_labels_is_submitted_unscored(chain, tmp_path: Path):
+    """C-EXPR-DB has a CE test list but no CE labels: the compound model answers it with default
+    post-processing, unscored (it used to stop with KeyError: 'ce')."""
+    raw = _raw_copy(chain, tmp_path)
+    manifest = raw / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("ce2,videos/ce2.mp4,CE:val,", "ce2,videos/ce2.mp4,,"))
+    metrics, summary = run_evaluate(raw, chain["temporal"], chain["fusion"], chain["compound"], EvaluateSettings(),
+                                    tmp_path / "sub", tmp_path / "plots")
+    assert "ce" not in metrics["best"] and "ce" not in summary and metrics["unscored"] == {"ce": "compound"}
+    assert summary["submissions_ok"] and (tmp_path / "sub" / "CE" / "te1.txt").is_file()
+    assert "ce_confusion.png" not in metrics["plots"]
+
+
+def test_a_listed_test_video_the_corpus_skipped_is_a_submission_error(chain, tmp_path: Path):
+    raw = _raw_copy(chain, tmp_path)
+    (raw / "test_set" / "AU_test_set_release.txt").write_text("te1\ngone\n")
+    metrics, summary = run_evaluate(raw, chain["temporal"], chain["fusion"], chain["compound"], EvaluateSettings(),
+                                    tmp_path / "sub", tmp_path / "plots")
+    assert not summary["submissions_ok"] and metrics["submissions"]["errors"] == [
+        f"{raw / 'test_set' / 'AU_test_set_release.txt'}: 1 listed video(s) not in the corpus (first: 'gone'; see "
+        "the warnings of `abaw corpus`): no prediction for them"]
+    assert metrics["submissions"]["files"]["AU"] == 1  # te1's file is still written
