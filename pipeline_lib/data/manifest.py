@@ -188,7 +188,12 @@ def _scan_mtl(layout: AffWild2Layout, scan: _Scan) -> None:
 
 
 def _scan_test_lists(layout: AffWild2Layout, scan: _Scan) -> None:
-    """Record test videos per task; an MTL test list stands for VA, EXPR and AU."""
+    """Record test videos per task; an MTL test list stands for VA, EXPR and AU.
+
+    A test list naming a (video, task) a per-task file annotates is an error; one whose split came from an MTL
+    file (the MTL challenge's own subset and splits) is a warning, and the test list wins.
+    """
+    mtl_files = {layout.mtl_path(split) for split in SPLIT_FOLDERS}
     for task_name in TEST_LIST_TASKS:
         path = layout.test_list_path(task_name)
         if not path.is_file():
@@ -197,8 +202,11 @@ def _scan_test_lists(layout: AffWild2Layout, scan: _Scan) -> None:
             for task in BASIC_TASKS if task_name == "MTL" else (task_name,):
                 known = scan.known(video, task)
                 if known is not None and known[0] != "test":
-                    raise LayoutError(path, f"video {video!r} is in this test list but annotated for {task} "
-                                            f"{known[0]} in {known[1]}")
+                    message = f"video {video!r} is in this test list but annotated for {task} {known[0]} in {known[1]}"
+                    if known[1] not in mtl_files:
+                        raise LayoutError(path, message)
+                    scan.warnings.append(f"{LayoutError(path, message)}; the test list wins")
+                    del scan.splits[video][task]
                 scan.add(video, task, "test", path)
 
 

@@ -112,7 +112,9 @@ def validate_annotations(label_root: Path, entries: list[VideoEntry], shown_root
     """Parse every annotation file once, now rather than mid-training; count labelled frames per (task, split).
 
     A broken file costs only its own task for its own video: the task is
-    dropped from that entry and the file's one-line error becomes a warning.
+    dropped from that entry and the file's one-line error becomes a warning;
+    a video whose every label file is broken is left out (it is not an
+    unlabelled video).
     A file whose line count differs from the video's decoded frames is kept
     (labels are aligned by frame index) and reported once, here. Warnings name
     files under `shown_root` when given (the finished folder of a build that
@@ -151,6 +153,9 @@ def validate_annotations(label_root: Path, entries: list[VideoEntry], shown_root
                 mismatch = DataError(path, f"{len(values)} label lines for {entry.n_frames} decoded frames; "
                                            "aligned by frame index")
                 warnings.append(_shown(mismatch, label_root, shown_root))
+        if entry.splits and not kept:  # every label file broken: not an unlabelled video (the pseudo-label pool)
+            warnings.append(f"{entry.name}: no readable label file left; video skipped")
+            continue
         checked.append(dataclasses.replace(entry, splits=kept) if len(kept) < len(entry.splits) else entry)
     return checked, warnings, dict(labelled)
 
@@ -160,7 +165,9 @@ def _finish(partial: Path, out: Path, kind: str, video_root: str, source: str) -
     label_root = partial if video_root == "." else Path(video_root)
     entries, warnings, skipped = build_manifest(label_root)
     shown_root = out if label_root == partial else None  # the demo's files are named where they end up
+    scanned = {e.name for e in entries}
     entries, label_warnings, labelled = validate_annotations(label_root, entries, shown_root)
+    skipped = sorted({*skipped, *(scanned - {e.name for e in entries})})
     warnings = [*warnings, *label_warnings]
     write_manifest(partial / MANIFEST_FILE, entries)
     info = {"kind": kind, "video_root": video_root, "source": source}

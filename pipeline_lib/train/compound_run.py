@@ -94,6 +94,10 @@ def _untrainable(data: CompoundData, settings: CompoundSettings, pools: dict[int
     if not SyntheticCompound.available(pools):
         counts = {EXPR_NAMES[c]: len(v) for c, v in pools.items()}
         return f"{missing}, and no compound has pure windows of both its expressions to mix (pure windows: {counts})"
+    c = settings.curriculum
+    if not any(stage.synthetic > 0 for stage in curriculum_stages(c.epochs, c.share, c.synthetic, real=False)):
+        return (f"{missing}, and no stage of compound.curriculum draws synthetic compound windows "
+                f"(synthetic {c.synthetic} for share {c.share})")
     return None
 
 

@@ -77,6 +77,8 @@ class _Cycle:
         self.order, self.next = np.zeros(0, np.int64), 0
 
     def take(self, n: int) -> np.ndarray:
+        if n > 0 and len(self.indices) == 0:
+            raise ValueError(f"{n} window(s) asked of an empty pool")
         out: list[np.ndarray] = []
         while n > 0:
             if self.next >= len(self.order):
@@ -122,6 +124,8 @@ class CurriculumBatches:
         real, synthetic = self.shares[min(epoch, len(self.shares) - 1)]
         n_real = int(round(real * self.per_epoch))
         n_synthetic = min(int(round(synthetic * self.per_epoch)), self.per_epoch - n_real)
+        if real + synthetic >= 1 - 1e-9:  # an all-compound epoch stays so whatever the rounding
+            n_synthetic = self.per_epoch - n_real
         picked = np.concatenate([self._compound.take(n_real), self._synthetic.take(n_synthetic),
                                  self._basic.take(self.per_epoch - n_real - n_synthetic)])
         return self._rng.permutation(picked)

@@ -86,8 +86,9 @@ def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str
     keeps the stored values (for the ablation in benchmarks/downstream_variants.py).
 
     Raises DataError naming the task and its annotation folder when no training
-    frame is labelled for it (nothing to learn from), and naming the video when
-    its features hold NaN.
+    frame is labelled for it (nothing to learn from) or, on the whole corpus, no
+    validation frame (no epoch could be chosen), and naming the video when its
+    features hold NaN.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
@@ -103,4 +104,8 @@ def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str
         folder = Path(raw_dir) / "annotations" / TASK_FOLDERS[Task(key)] / SPLIT_FOLDERS["train"]
         raise DataError(folder, f"task {task}: no labelled training frame with a face "
                                 f"({len(by_split['train'])} {key} training video(s)); nothing to train on")
+    if not any((v.label_mask.any(axis=1) & v.valid).any() for v in by_split["val"]) and wanted is None:
+        folder = Path(raw_dir) / "annotations" / TASK_FOLDERS[Task(key)] / SPLIT_FOLDERS["val"]
+        raise DataError(folder, f"task {task}: no labelled validation frame with a face ({len(by_split['val'])} "
+                                f"{key} validation video(s)); the best epoch cannot be chosen")
     return TaskData(task, extractor, by_split["train"], by_split["val"], every, {e.name: e for e in entries})

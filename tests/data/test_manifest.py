@@ -295,6 +295,23 @@ def test_annotated_video_in_the_same_tasks_test_list_is_an_error(tmp_path: Path)
         build_manifest(tmp_path)
 
 
+def test_a_test_list_wins_over_the_mtl_files_split_with_a_warning(tmp_path: Path, make_video) -> None:
+    """The MTL files are the MTL challenge's own subset and splits: a task's test list overrides them."""
+    layout = AffWild2Layout(tmp_path)
+    make_video(tmp_path / "videos" / "m.mp4", n_frames=3)
+    rows = empty_labels(3)
+    rows[:, 2] = 4
+    rows[:, :2] = 0.1
+    write_mtl(layout.mtl_path("train"), {"m": rows})
+    write_test_list(layout.test_list_path("EXPR"), ["m"])
+    entries, warnings, _ = build_manifest(tmp_path)
+    assert entries[0].splits == {"VA": "train", "EXPR": "test"}
+    assert warnings == [f"{layout.test_list_path('EXPR')}: video 'm' is in this test list but annotated for EXPR "
+                        f"train in {layout.mtl_path('train')}; the test list wins"]
+    labels, _, _ = load_labels(tmp_path, entries[0])
+    assert (labels[:, 2] == -1).all() and (labels[:, :2] == np.float32(0.1)).all()
+
+
 def test_unsafe_name_in_a_test_list_stops_the_scan(tmp_path: Path) -> None:
     path = AffWild2Layout(tmp_path).test_list_path("VA")
     path.parent.mkdir(parents=True)

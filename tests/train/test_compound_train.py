@@ -90,6 +90,10 @@ def test_curriculum_batches_draw_the_scheduled_shares_of_each_pool():
         CurriculumBatches(data, basic, compound, [(0.0, 0.5)], per_epoch=10, batch_size=4)
     with pytest.raises(ValueError, match="basic pool is empty"):
         CurriculumBatches(data, [], compound, [(0.5, 0.0)], per_epoch=10, batch_size=4)
+    # an all-compound epoch stays all compound when both shares round down (2.5 -> 2 and 2.5 -> 2 of 5)
+    halves = CurriculumBatches(data, [], compound, [(0.5, 0.5)], per_epoch=5, batch_size=5, synthetic=synthetic)
+    seen = torch.cat([b["video"] for b in halves])
+    assert len(seen) == 5 and int((seen == 0).sum()) == 0 and int((seen == 1).sum()) == 2
 
 
 def _expr_video(name: str, classes: list[int], n_per: int = 8, width: int = 3) -> VideoArrays:
@@ -256,6 +260,16 @@ def test_without_ce_validation_the_last_epoch_is_kept_with_a_notice(chain, tmp_p
     assert notices == ["compound: no CE-labelled validation video; the last epoch is kept and no CE score is reported"]
     videos, _ = read_compound_predictions(tmp_path / "p" / "c.h5")
     assert videos["te1"]["ce"].shape == (48, len(CE_NAMES))
+
+
+def test_without_ce_training_frames_and_no_synthetic_stage_the_zero_shot_scores_stand_in(chain, tmp_path: Path):
+    raw = _without_ce_training_labels(chain, tmp_path)
+    notices: list[str] = []
+    settings = _settings(curriculum={"epochs": [1, 1], "share": [0.0, 1.0], "synthetic": [0.0, 0.0]})
+    metrics = run_compound(raw, chain["store"], chain["fusion"], settings, WINDOW, tmp_path / "m",
+                           tmp_path / "p" / "c.h5", notice=notices.append)
+    assert metrics["trained"] is False and "no stage of compound.curriculum draws synthetic" in metrics["reason"]
+    assert len(notices) == 1
 
 
 def test_without_ce_training_frames_and_synthetic_off_the_zero_shot_scores_stand_in(chain, tmp_path: Path):

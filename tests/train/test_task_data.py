@@ -61,6 +61,16 @@ def test_loaded_features_are_centred_per_video(corpus):
         assert not video.features[~valid].any()
 
 
+def test_task_without_validation_labels_names_task_and_folder(tmp_path):
+    raw, features = build_corpus(tmp_path)
+    for path in (raw / "annotations" / "EXPR_Recognition_Challenge" / "Validation_Set").glob("*.txt"):
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join([lines[0]] + ["-1"] * (len(lines) - 1)) + "\n")
+    with pytest.raises(DataError, match=r"EXPR_Recognition_Challenge/Validation_Set: task expr: no labelled "
+                                        r"validation frame with a face \(1 EXPR validation video\(s\)\)"):
+        load_task_data(raw, FeatureStore(features, mode="r"), "expr", "mae")
+
+
 def test_task_without_training_labels_names_task_and_folder(corpus):
     raw, features = corpus
     with pytest.raises(DataError, match=r"AU_Detection_Challenge/Train_Set: task au: no labelled training frame"):
