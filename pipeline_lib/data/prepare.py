@@ -112,9 +112,10 @@ def validate_annotations(label_root: Path, entries: list[VideoEntry], shown_root
     """Parse every annotation file once, now rather than mid-training; count labelled frames per (task, split).
 
     A broken file costs only its own task for its own video: the task is
-    dropped from that entry and the file's one-line error becomes a warning;
-    a video whose every label file is broken is left out (it is not an
-    unlabelled video).
+    dropped from that entry and the file's one-line error becomes a warning.
+    A video whose every label file is broken becomes unlabelled (its faces
+    still serve pretraining), unless one of them was a validation file: then
+    it is left out, so that it never joins the pseudo-label pool.
     A file whose line count differs from the video's decoded frames is kept
     (labels are aligned by frame index) and reported once, here. Warnings name
     files under `shown_root` when given (the finished folder of a build that
@@ -153,8 +154,10 @@ def validate_annotations(label_root: Path, entries: list[VideoEntry], shown_root
                 mismatch = DataError(path, f"{len(values)} label lines for {entry.n_frames} decoded frames; "
                                            "aligned by frame index")
                 warnings.append(_shown(mismatch, label_root, shown_root))
-        if entry.splits and not kept:  # every label file broken: not an unlabelled video (the pseudo-label pool)
-            warnings.append(f"{entry.name}: no readable label file left; video skipped")
+        if not kept and "val" in entry.splits.values():
+            # Left as an unlabelled video it would join the pseudo-label pool though it sits in a validation split.
+            warnings.append(f"{entry.name}: no readable label file left and a validation split among them; "
+                            "video skipped")
             continue
         checked.append(dataclasses.replace(entry, splits=kept) if len(kept) < len(entry.splits) else entry)
     return checked, warnings, dict(labelled)

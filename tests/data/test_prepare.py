@@ -121,10 +121,11 @@ def test_corpus_plan_counts_cross_task_videos_and_prices_the_stores(tmp_path: Pa
                                      "and another's validation split; 0 skipped, 0 warning(s)")
 
 
-def test_a_video_whose_every_label_file_is_broken_is_skipped_not_unlabelled(tmp_path: Path, affwild2_copy: Path):
+def test_a_validation_video_whose_every_label_file_is_broken_is_skipped_not_unlabelled(tmp_path: Path, affwild2_copy: Path):
     """Left as an 'unlabelled' video it would join the pseudo-label pool, though it sits in a validation split."""
     broken = affwild2_copy / "annotations" / "EXPR_Recognition_Challenge" / "Validation_Set" / "video2_left.txt"
     broken.write_text("not,a,header\n1\n")
     result = import_affwild2(tmp_path / "raw", affwild2_copy)
     assert "video2_left" not in {e.name for e in result.entries} and "video2_left" in result.skipped
-    assert any(w == "video2_left: no readable label file left; video skipped" for w in result.warnings)
+    assert ("video2_left: no readable label file left and a validation split among them; video skipped"
+            in result.warnings)

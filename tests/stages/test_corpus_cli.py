@@ -88,4 +88,5 @@ def test_corpus_import_with_a_broken_annotation_file_names_file_and_line(tmp_pat
     assert f"{bad}:4:" in warning and "not an integer: 'nine'" in warning
     assert "EXPR labels of 'v1' skipped" in warning
     entries = {e.name: e for e in load_raw(tmp_path / "raw").entries}
-    assert entries["v1"].tasks == () and entries["v2"].tasks == ("EXPR",)  # nothing else is lost
+    # nothing else is lost: v1, a training video, stays for pretraining as an unlabelled one
+    assert entries["v1"].unlabeled and entries["v2"].tasks == ("EXPR",)
