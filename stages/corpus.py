@@ -33,7 +33,7 @@ def main(
     write_report(report, result.metrics())
     for warning in result.warnings:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    for line in result.plan().lines(_feature_arrays(settings)):
+    for line in result.plan.lines(_feature_arrays(settings)):
         typer.echo(line)
     typer.echo(result.summary_line())
 

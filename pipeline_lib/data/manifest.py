@@ -37,7 +37,7 @@ __all__ = [
 Split = Literal["train", "val", "test"]
 Side = Literal["left", "right"]
 LABEL_TASKS: Final[tuple[str, ...]] = tuple(t.value for t in Task)  # VA, EXPR, AU, CE
-BASIC_TASKS: Final[tuple[str, ...]] = ("VA", "EXPR", "AU")  # the tasks one MTL file or MTL test list covers
+BASIC_TASKS: Final[tuple[str, ...]] = tuple(LABEL_COLUMNS)  # VA, EXPR, AU: what an MTL file or test list covers
 SPLITS: Final[tuple[str, ...]] = ("train", "val", "test")
 MANIFEST_COLUMNS: Final[tuple[str, ...]] = ("name", "video_path", "splits", "side", "fps", "n_frames")
 

@@ -46,7 +46,7 @@ class CorpusPlan:
     def metrics(self) -> dict[str, Any]:
         return {"tasks": self.tasks, "unlabeled": self.unlabeled, "cross_task": self.cross_task, "disk": self.disk}
 
-    def lines(self, feature_arrays: Mapping[str, int] | None = None) -> list[str]:
+    def lines(self, feature_arrays: Mapping[int, int] | None = None) -> list[str]:
         """The plan as a small text table; `feature_arrays` (width -> arrays) prices the configured extractors."""
         header = f"{'task':<5} " + " ".join(f"{s + ' videos/frames':>24}" for s in SPLITS)
         rows = [header]

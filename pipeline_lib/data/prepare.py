@@ -15,6 +15,7 @@ import shutil
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ class PrepareResult:
     skipped: tuple[str, ...] = ()  # videos or subjects left out (missing, unreadable, outside the root)
     video_bytes: int = 0  # size on disk of the video files the manifest names
 
+    @cached_property
     def plan(self) -> CorpusPlan:
         return corpus_plan(self.entries, self.labelled_frames, self.video_bytes)
 
@@ -65,15 +67,14 @@ class PrepareResult:
             "source": self.source,
             "videos": len(self.entries),
             "frames": int(sum(e.n_frames for e in self.entries)),
-            **self.plan().metrics(),
+            **self.plan.metrics(),
             "skipped_videos": list(self.skipped),
             "warnings": len(self.warnings),
             "warning_lines": list(self.warnings),
         }
 
     def summary_line(self) -> str:
-        frames = sum(e.n_frames for e in self.entries)
-        cross = sum(1 for e in self.entries if e.tasks_in("train") and e.tasks_in("val"))
+        frames, cross = self.plan.frames, self.plan.cross_task["videos"]
         return (f"corpus ({self.kind}): {len(self.entries)} videos/subjects, {frames} frames, {cross} in one task's "
                 f"training and another's validation split; {len(self.skipped)} skipped, {len(self.warnings)} warning(s)")
 

@@ -99,13 +99,14 @@ def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str
     every = [_video(store, raw, e, task, extractor, center) for e in entries]  # unannotated entries: all-False masks
     # A video's split is this task's: it may be in another task's other split (README, "Splits per task").
     by_split = {s: [v for e, v in zip(entries, every, strict=True) if e.split_of(key) == s] for s in ("train", "val")}
-    labelled = sum(int((v.label_mask.any(axis=1) & v.valid).sum()) for v in by_split["train"])
-    if labelled == 0:
-        folder = Path(raw_dir) / "annotations" / TASK_FOLDERS[Task(key)] / SPLIT_FOLDERS["train"]
-        raise DataError(folder, f"task {task}: no labelled training frame with a face "
-                                f"({len(by_split['train'])} {key} training video(s)); nothing to train on")
-    if not any((v.label_mask.any(axis=1) & v.valid).any() for v in by_split["val"]) and wanted is None:
-        folder = Path(raw_dir) / "annotations" / TASK_FOLDERS[Task(key)] / SPLIT_FOLDERS["val"]
-        raise DataError(folder, f"task {task}: no labelled validation frame with a face ({len(by_split['val'])} "
-                                f"{key} validation video(s)); the best epoch cannot be chosen")
+    # The same check for both splits: training needs a labelled face frame to learn from, validation (on the
+    # whole corpus) one to choose the epoch on.
+    for split, what, why in (("train", "training", "nothing to train on"),
+                             ("val", "validation", "the best epoch cannot be chosen")):
+        if split == "val" and wanted is not None:
+            continue
+        if not any((v.label_mask.any(axis=1) & v.valid).any() for v in by_split[split]):
+            folder = Path(raw_dir) / "annotations" / TASK_FOLDERS[Task(key)] / SPLIT_FOLDERS[split]
+            raise DataError(folder, f"task {task}: no labelled {what} frame with a face ({len(by_split[split])} "
+                                    f"{key} {what} video(s)); {why}")
     return TaskData(task, extractor, by_split["train"], by_split["val"], every, {e.name: e for e in entries})

@@ -100,7 +100,7 @@ def test_corpus_plan_counts_cross_task_videos_and_prices_the_stores(tmp_path: Pa
     rows[:, 3:] = 0
     write_mtl(layout.mtl_path("train"), {"y": rows})
     result = import_affwild2(tmp_path / "raw", root)
-    plan = result.plan()
+    plan = result.plan
     assert plan.tasks == {"VA": {"train": {"videos": 1, "frames": 10, "labelled_frames": 10}},
                           "EXPR": {"val": {"videos": 1, "frames": 10, "labelled_frames": 6}},
                           "AU": {"train": {"videos": 1, "frames": 4, "labelled_frames": 3}}}
