@@ -13,7 +13,7 @@ install:
 
 demo: install
 	dvc repro
-	@dvc metrics show
+	@abaw summary
 
 test: install
 	scripts/run_tests.sh

@@ -21,8 +21,9 @@ import json
 from pathlib import Path
 
 from pipeline_lib.config import load_params
+from pipeline_lib.data.labels import BASIC_KEYS
 from pipeline_lib.features.store import FeatureStore
-from pipeline_lib.train.task_data import TASKS, load_task_data
+from pipeline_lib.train.task_data import load_task_data
 from pipeline_lib.train.temporal import train_temporal
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +35,7 @@ def main(seeds: list[int], extractor: str, store_path: Path) -> dict[str, object
     default = params.temporal.common.convergence
     variants = [("centred", True, default), ("centred", True, 1), ("raw", False, default)]
     rows = []
-    for task in TASKS:
+    for task in BASIC_KEYS:
         settings = params.temporal.resolve(task, params.window).model_copy(update={"extractor": extractor})
         loaded = {center: load_task_data(Path("data/raw"), store, task, extractor, center=center)
                   for center in (True, False)}

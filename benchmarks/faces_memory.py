@@ -145,11 +145,13 @@ def main() -> None:
             if probed != frames:
                 raise SystemExit(f"{video.name}: wrote {frames} frames, header says {probed}")
             proc = subprocess.run([sys.executable, __file__, "--child", str(video), str(Path(tmp) / "faces"),
-                                   str(frames)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                   str(frames)], capture_output=True, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
             if proc.returncode:
                 raise SystemExit(f"child failed on {video.name}:\n{proc.stderr[-3000:]}")
             report = json.loads(proc.stdout.strip().splitlines()[-1])
-            rows.append({"minutes": round(frames / args.fps / 60, 3), "video_mib": round(video.stat().st_size / 2**20, 1),
+            rows.append({"minutes": round(frames / args.fps / 60, 3),
+                         "video_mib": round(video.stat().st_size / 2**20, 1),
                          **report, "growth_mib": round(report["peak_mib"] - report["baseline_mib"], 1)})
             video.unlink()
     print(f"{'minutes':>8} {'frames':>7} {'peak MiB':>9} {'baseline':>9} {'growth':>7} {'fps':>6}")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from pipeline_lib.config import load_params
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
 from pipeline_lib.faces.detect import Detections
 from pipeline_lib.faces.quality import crop_scale_distance, crop_scale_max_distance
 from pipeline_lib.faces.runner import _detector, plan_jobs, run_job, store_path

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from pipeline_lib.config import load_params
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
 from pipeline_lib.faces.runner import plan_jobs, run_jobs
 
 HERE = Path(__file__).resolve().parent
@@ -53,7 +53,8 @@ def main() -> None:
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
                 seconds, frames = pool.submit(timed_run, args.raw, args.params, workers).result()
             best[workers] = min(best.get(workers, float("inf")), seconds)
-            print(f"{workers} worker(s): {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} frames/s", flush=True)
+            print(f"{workers} worker(s): {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} frames/s",
+                  flush=True)
     result = {
         "frames": frames,
         "one_worker_fps": round(frames / best[1], 2),

@@ -31,7 +31,7 @@ import torch
 from pipeline_lib.features.encode import encode_store
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.features.windows import VideoArrays, WindowDataset
-from pipeline_lib.train.pretrain import load_mae
+from pipeline_lib.models.mae import load_mae
 
 HERE = Path(__file__).resolve().parent
 

@@ -52,7 +52,7 @@ def clone(tmp: Path, name: str) -> Path:
     return where
 
 
-def sync(tmp: Path, label: str, setup) -> dict[str, float | int]:  # noqa: ANN001 - setup(repo) configures the remote
+def sync(tmp: Path, label: str, setup) -> dict[str, float | int]:
     a = clone(tmp, f"{label}-a")
     subprocess.run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(ROOT / ".dvc" / "cache")], cwd=a,
                    check=True, capture_output=True)

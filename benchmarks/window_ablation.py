@@ -49,7 +49,8 @@ def main() -> None:
         repo.mkdir()
         for name in ("dvc.yaml", "params.yaml"):
             shutil.copy(ROOT / name, repo / name)
-        shutil.copytree(ROOT / "pipeline_lib", repo / "pipeline_lib", ignore=shutil.ignore_patterns("__pycache__"))
+        for package in ("pipeline_lib", "stages"):  # the code dvc.yaml lists as deps
+            shutil.copytree(ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
         run(["git", "init", "-q"], repo)
         run(["dvc", "init", "-q"], repo)
         run(["git", "add", "-A"], repo)

@@ -12,24 +12,29 @@ Pure numpy + scikit-learn, so it runs anywhere the labels do.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from sklearn.metrics import f1_score
 
 from pipeline_lib.data.labels import (
-    AU_NAMES, CE_NAMES, CLASS_INVALID, COL_AROUSAL, COL_AU, COL_EXPR, COL_VALENCE, EXPR_NAMES, VA_INVALID,
+    AU_NAMES,
+    CLASS_INVALID,
+    COL_AROUSAL,
+    COL_AU,
+    COL_EXPR,
+    COL_VALENCE,
+    VA_INVALID,
+    Task,
+    task_spec,
 )
 
 __all__ = [
-    "TASK_METRICS", "TaskMetric", "apply_au_thresholds", "au_f1", "ccc", "ce_f1", "expr_f1", "mtl_from_predictions",
-    "mtl_score", "official_metric", "smooth_va", "tune_au_thresholds", "va_score",
+    "apply_au_thresholds", "au_f1", "ccc", "ce_f1", "expr_f1", "macro_f1", "mtl_from_predictions",
+    "mtl_score", "smooth_va", "task_scores", "tune_au_thresholds", "va_score",
 ]
 
-N_EXPR: Final[int] = len(EXPR_NAMES)
 N_AU: Final[int] = len(AU_NAMES)
-N_CE: Final[int] = len(CE_NAMES)
 DEFAULT_AU_GRID: Final[np.ndarray] = np.linspace(0.05, 0.95, 19)
 
 
@@ -89,14 +94,20 @@ def _macro_f1(pred: np.ndarray, true: np.ndarray, n_classes: int, what: str) -> 
                           average="macro", zero_division=0))
 
 
+def macro_f1(task: str | Task, pred: np.ndarray, true: np.ndarray) -> float:
+    """Macro F1 over the classes of a multiclass task (EXPR 8, CE 7) on the frames not marked -1."""
+    spec = task_spec(task)
+    return _macro_f1(pred, true, spec.outputs, f"{spec.key}_f1")
+
+
 def expr_f1(pred: np.ndarray, true: np.ndarray) -> float:
     """Macro F1 over the 8 expressions (classes absent from both sides count as 0, as officially)."""
-    return _macro_f1(pred, true, N_EXPR, "expr_f1")
+    return macro_f1("expr", pred, true)
 
 
 def ce_f1(pred: np.ndarray, true: np.ndarray) -> float:
     """Macro F1 over the 7 compound expressions."""
-    return _macro_f1(pred, true, N_CE, "ce_f1")
+    return macro_f1("ce", pred, true)
 
 
 def _check_au(pred: np.ndarray, true: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -215,31 +226,18 @@ def smooth_va(values: np.ndarray, window: int, valid: np.ndarray | None = None) 
     return smoothed.astype(x.dtype) if np.issubdtype(x.dtype, np.floating) else smoothed
 
 
-@dataclass(frozen=True)
-class TaskMetric:
-    """The official metric of a task: its name in metrics files and its direction for best-epoch choice."""
+def task_scores(task: str | Task, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The official metric of `task` (keyed by its record's `metric`) and its parts, from activated outputs.
 
-    name: str
-    higher_is_better: bool = True
-
-
-TASK_METRICS: Final[dict[str, TaskMetric]] = {
-    "va": TaskMetric("ccc_mean"),
-    "expr": TaskMetric("f1_macro"),
-    "au": TaskMetric("f1_mean"),
-    "ce": TaskMetric("f1_macro"),
-}
-
-
-def official_metric(task: str, pred: np.ndarray, true: np.ndarray) -> float:
-    """The task's official score: va (N, 2) floats, expr/ce (N,) ints, au (N, 12) 0/1 ints."""
-    key = str.lower(task)  # also accepts labels.Task members ("VA" -> "va")
-    if key == "va":
-        return va_score(pred, true)["ccc_mean"]
-    if key == "expr":
-        return expr_f1(pred, true)
-    if key == "au":
-        return au_f1(pred, true)["mean"]
-    if key == "ce":
-        return ce_f1(pred, true)
-    raise ValueError(f"unknown task {task!r}; known: {', '.join(TASK_METRICS)}")
+    outputs: VA (N, 2) values, EXPR (N, 8) / CE (N, 7) probabilities, AU (N, 12) probabilities; labels in the
+    official layout with its "not annotated" markers: VA (N, 2), EXPR / CE (N,) or (N, 1), AU (N, 12).
+    Classes are the argmax; AUs use a 0.5 threshold (tuned per-AU thresholds are evaluate's business).
+    """
+    spec = task_spec(task)
+    if spec.kind == "regression":
+        return va_score(outputs, labels)
+    if spec.kind == "multiclass":
+        true = np.asarray(labels).reshape(len(labels), -1)[:, 0].astype(np.int64)  # (N,)
+        return {spec.metric: macro_f1(spec.key, np.asarray(outputs).argmax(1), true)}
+    scores = au_f1((np.asarray(outputs) >= 0.5).astype(np.int64), np.asarray(labels).astype(np.int64))
+    return {spec.metric: scores.pop("mean"), **{f"f1_{k}": v for k, v in scores.items()}}

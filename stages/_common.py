@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -16,8 +17,7 @@ import typer
 
 from pipeline_lib.config import ConfigError, Params, load_params
 from pipeline_lib.data.errors import DataError
-from pipeline_lib.data.layout import write_text_atomic
-from pipeline_lib.share.remote import RemoteError
+from pipeline_lib.files import write_text_atomic
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,8 +37,18 @@ RawOption = Annotated[Path, typer.Option("--raw", help="data/raw from `abaw corp
 FeaturesOption = Annotated[Path, typer.Option("--features", help="Feature store from `abaw features`.",
                                               file_okay=False)]
 
+
+class TaskName(str, Enum):
+    """The tasks a per-task stage (finetune, temporal) trains, as its --task option offers them: labels.BASIC_KEYS
+    (a test holds the two equal; typer needs a literal Enum)."""
+
+    va = "va"
+    expr = "expr"
+    au = "au"
+
+
 # Faults a user can cause with their input: reported in one line, exit code 2.
-EXPECTED_FAULTS: tuple[type[Exception], ...] = (ConfigError, DataError, RemoteError)
+EXPECTED_FAULTS: tuple[type[Exception], ...] = (ConfigError, DataError)  # share.RemoteError is a ConfigError
 
 
 def fail(message: str) -> typer.Exit:
@@ -98,3 +108,14 @@ def read_params(path: Path) -> Params:
 def write_report(path: Path, content: object) -> None:
     """A stage's metrics JSON, written atomically: a killed stage leaves the old file or none, never half of one."""
     write_text_atomic(path, json.dumps(content, indent=2) + "\n")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text!r}: need 0 <= i < n")
+    return index, count

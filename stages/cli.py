@@ -7,8 +7,20 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import __version__
-from stages import (compound, corpus, evaluate, faces, features, finetune, fusion, predict, pretrain, share,
-                    temporal)
+from stages import (
+    compound,
+    corpus,
+    evaluate,
+    faces,
+    features,
+    finetune,
+    fusion,
+    predict,
+    pretrain,
+    share,
+    summary,
+    temporal,
+)
 
 app = typer.Typer(
     name="abaw",
@@ -43,6 +55,7 @@ app.add_typer(temporal.app, name="temporal")
 app.add_typer(fusion.app, name="fusion")
 app.add_typer(compound.app, name="compound")
 app.add_typer(evaluate.app, name="evaluate")
+app.add_typer(summary.app, name="summary")
 app.add_typer(share.app, name="share")
 app.command(name="predict", help="Predict VA, expression, AUs and compound expression on any video file.")(
     predict.main)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from stages._common import ParamsOption, RawOption, guarded, read_params, write_report
+from stages.summary import show_table
 
 app = typer.Typer(help="Score every model, write challenge submissions and plots.")
 
@@ -33,15 +34,14 @@ def main(
         "metrics/summary.json"),
 ) -> None:
     """Evaluate every model on validation and write the test-set submissions."""
+    from pipeline_lib.evaluate.headline import read_headline
     from pipeline_lib.evaluate.run import run_evaluate
 
     settings = read_params(params).evaluate
     metrics, headline = run_evaluate(raw, temporal, fusion, compound, settings, submissions, plots)
     for path, content in ((report, metrics), (summary, headline)):
         write_report(path, content)
-    for task in ("va", "expr", "au", "ce"):
-        if task in headline:
-            typer.echo(f"{task}: best on validation {headline[task]['model']} {headline[task]['value']}")
+    show_table(read_headline(summary, report))
     for task, model in metrics["unscored"].items():
         typer.secho(f"notice: {task}: no validation labels; its test submission uses {model} unscored, with the "
                     f"default post-processing", fg=typer.colors.YELLOW, err=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from stages._common import ParamsOption, RawOption, fail, guarded, read_params
+from stages._common import ParamsOption, RawOption, fail, guarded, parse_shard, read_params
 
 if TYPE_CHECKING:  # the face library pulls in MTCNN, scikit-image and matplotlib: imported when the stage runs
     from pipeline_lib.faces.runner import FaceJob, JobResult
@@ -21,7 +21,8 @@ app = typer.Typer(help="Face detection, subject choice and 5-point alignment int
 def main(
     params: ParamsOption = Path("params.yaml"),
     raw: RawOption = Path("data/raw"),
-    out: Annotated[Path, typer.Option(help="Face store folder (the DVC output).", file_okay=False)] = Path("data/faces"),
+    out: Annotated[Path, typer.Option(help="Face store folder (the DVC output).",
+                                      file_okay=False)] = Path("data/faces"),
     report: Annotated[Path, typer.Option(help="Stage metrics (JSON).", dir_okay=False)] = Path("metrics/faces.json"),
     videos_report: Annotated[Path, typer.Option(help="Per-video report (JSON).", dir_okay=False)] = Path(
         "metrics/faces_videos.json"),
@@ -32,7 +33,7 @@ def main(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Write one face store per video subject; finished stores with matching provenance are skipped."""
-    from pipeline_lib.faces.build import build_face_stores, parse_shard
+    from pipeline_lib.faces.build import build_face_stores
 
     settings = read_params(params).faces
     if workers is not None:

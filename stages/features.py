@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, RawOption, fail, guarded, read_params, write_report
+from stages._common import ParamsOption, RawOption, fail, guarded, parse_shard, read_params, write_report
 
-app = typer.Typer(help="Frame features from frozen encoders (mae, random, finetuned_<task>) into the zarr feature store.")
+app = typer.Typer(help="Frame features from frozen encoders (mae, random, finetuned_<task>) into the zarr feature "
+                       "store.")
 
 
 @app.callback(invoke_without_command=True)
@@ -33,7 +34,6 @@ def main(
     """Encode every face store with each extractor; arrays with matching provenance are skipped."""
     from rich.progress import Progress
 
-    from pipeline_lib.faces.build import parse_shard
     from pipeline_lib.features.build import build_features
 
     settings = read_params(params)

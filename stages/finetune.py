@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from stages._common import ParamsOption, RawOption, guarded, read_params, write_report
-from stages.temporal import TaskName
+from stages._common import ParamsOption, RawOption, TaskName, guarded, read_params, write_report
 
 app = typer.Typer(help="Frame-wise LP-FT of the MAE encoder per task (the finetuned_<task> extractors).")
 

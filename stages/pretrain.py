@@ -20,8 +20,10 @@ def main(
     params: ParamsOption = Path("params.yaml"),
     faces: Annotated[Path, typer.Option(help="Face store folder from `abaw faces`.", file_okay=False)] = Path(
         "data/faces"),
-    out: Annotated[Path, typer.Option(help="Checkpoint folder (the DVC output).", file_okay=False)] = Path("models/mae"),
-    live_dir: Annotated[Path, typer.Option(help="dvclive folder: metrics.json and loss curves.", file_okay=False)] = Path(
+    out: Annotated[Path, typer.Option(help="Checkpoint folder (the DVC output).",
+                                      file_okay=False)] = Path("models/mae"),
+    live_dir: Annotated[Path, typer.Option(help="dvclive folder: metrics.json and loss curves.",
+                                           file_okay=False)] = Path(
         "metrics/pretrain"),
     plot: Annotated[Path, typer.Option(help="Reconstruction figure (PNG).", dir_okay=False)] = Path(
         "plots/mae_reconstructions.png"),
@@ -44,6 +46,7 @@ def main(
     try:
         with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) if main_rank else nullcontext() as live:
             def on_step(step: int, loss: float, lr: float) -> None:
+                assert live is not None  # called on rank 0 alone, the main rank, which opened Live
                 live.log_metric("train/loss", loss, plot=True)
                 live.log_metric("train/lr", lr, plot=True)
                 live.next_step()
@@ -55,6 +58,7 @@ def main(
                                          on_epoch=on_epoch)
             losses = result.epoch_losses
             if main_rank:
+                assert live is not None  # the main rank opened Live
                 live.summary.update({"images": result.images, "epochs": settings.pretrain.epochs,
                                      "first_epoch_loss": round(losses[0], 5) if losses else None,
                                      "final_loss": round(losses[-1], 5) if losses else None,

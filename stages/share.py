@@ -21,11 +21,11 @@ RunCacheOption = Annotated[bool, typer.Option(help="Also transfer DVC's run-cach
 JobsOption = Annotated[int | None, typer.Option(help="Parallel transfers (DVC's default when unset).", min=1)]
 
 
-def _where(report) -> str:  # noqa: ANN001 - SyncReport, imported lazily
+def _where(report) -> str:
     return f"remote '{report.remote.name}' ({report.remote.url})"
 
 
-def _warn_missing(report, why: str) -> None:  # noqa: ANN001 - SyncReport, imported lazily
+def _warn_missing(report, why: str) -> None:
     if report.run_outputs_missing:
         typer.secho(f"warning: {report.run_outputs_missing} run-cache output file(s) {why}",
                     fg=typer.colors.YELLOW, err=True)

@@ -3,21 +3,14 @@ frame-wise baseline, validated every epoch with the official metric."""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from stages._common import FeaturesOption, ParamsOption, RawOption, guarded, read_params, write_report
+from stages._common import FeaturesOption, ParamsOption, RawOption, TaskName, guarded, read_params, write_report
 
 app = typer.Typer(help="Temporal models on cached frame features (one task per run; DVC runs all three).")
-
-
-class TaskName(str, Enum):
-    va = "va"
-    expr = "expr"
-    au = "au"
 
 
 @app.callback(invoke_without_command=True)
@@ -50,6 +43,7 @@ def main(
     try:
         with Live(str(report / name), dvcyaml=False, save_dvc_exp=False) if main_rank else nullcontext() as live:
             def on_epoch(model: str, epoch: int, loss: float, val: float) -> None:
+                assert live is not None  # passed on by the main rank alone, which opened Live
                 live.step = epoch  # the models train one after the other: each curve is indexed by its own epoch
                 live.log_metric(f"{model}/train_loss", loss, plot=True)
                 live.log_metric(f"{model}/val_{name}", val, plot=True)

@@ -49,8 +49,7 @@ def tiny_params_raw(finetuned: bool = False) -> dict[str, Any]:
                                                                     "synthetic": [0.0, 1.0, 0.0]})
     raw["compound"]["synthetic"].update(windows=64)
     if not finetuned:
-        for task in ("va", "expr", "au"):
-            raw["temporal"][task]["extractor"] = None
+        raw["temporal"]["common"]["extractor"] = "mae"
         raw["fusion"]["extractors"] = ["mae"]
     return raw
 

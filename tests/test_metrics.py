@@ -4,10 +4,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from pipeline_lib.data.labels import AU_NAMES, Task, empty_labels
+from pipeline_lib.data.labels import AU_NAMES, TASKS, Task, empty_labels
 from pipeline_lib.metrics import (
-    TASK_METRICS, apply_au_thresholds, au_f1, ccc, ce_f1, expr_f1, mtl_from_predictions, mtl_score,
-    official_metric, smooth_va, tune_au_thresholds, va_score,
+    apply_au_thresholds,
+    au_f1,
+    ccc,
+    ce_f1,
+    expr_f1,
+    mtl_from_predictions,
+    mtl_score,
+    smooth_va,
+    task_scores,
+    tune_au_thresholds,
+    va_score,
 )
 
 
@@ -156,18 +165,24 @@ def test_mtl_score_and_from_predictions():
     assert scores["mtl"] == pytest.approx(ccc_mean + scores["expr_f1"] + au_f1(au_pred, labels[:, 3:])["mean"])
 
 
-def test_official_metric_dispatches_per_task():
+def test_task_scores_dispatch_per_task_on_activated_outputs():
     rng = np.random.default_rng(6)
     va_true, va_pred = rng.uniform(-1, 1, (50, 2)), rng.uniform(-1, 1, (50, 2))
-    cls_true, cls_pred = rng.integers(0, 7, 50), rng.integers(0, 7, 50)
-    au_true, au_pred = rng.integers(0, 2, (50, 12)), rng.integers(0, 2, (50, 12))
-    assert official_metric("va", va_pred, va_true) == va_score(va_pred, va_true)["ccc_mean"]
-    assert official_metric(Task.EXPR, cls_pred, cls_true) == expr_f1(cls_pred, cls_true)
-    assert official_metric("ce", cls_pred, cls_true) == ce_f1(cls_pred, cls_true)
-    assert official_metric("au", au_pred, au_true) == au_f1(au_pred, au_true)["mean"]
-    assert TASK_METRICS["va"].name == "ccc_mean" and TASK_METRICS["au"].higher_is_better
+    cls_true, expr_probs, ce_probs = rng.integers(0, 7, 50), rng.uniform(size=(50, 8)), rng.uniform(size=(50, 7))
+    au_true, au_probs = rng.integers(0, 2, (50, 12)), rng.uniform(size=(50, 12))
+    assert task_scores("va", va_pred, va_true) == va_score(va_pred, va_true)
+    assert task_scores(Task.EXPR, expr_probs, cls_true[:, None]) == {
+        "f1_macro": expr_f1(expr_probs.argmax(1), cls_true)}
+    assert task_scores("ce", ce_probs, cls_true)["f1_macro"] == ce_f1(ce_probs.argmax(1), cls_true)
+    au = au_f1((au_probs >= 0.5).astype(np.int64), au_true)
+    scores = task_scores("au", au_probs, au_true)
+    assert scores["f1_mean"] == au["mean"] and scores["f1_AU12"] == au["AU12"] and len(scores) == 13
+    assert {task: spec.metric for task, spec in TASKS.items()} == {
+        "va": "ccc_mean", "expr": "f1_macro", "au": "f1_mean", "ce": "f1_macro"}
+    assert all(TASKS[task].metric in task_scores(task, *args) for task, args in (
+        ("va", (va_pred, va_true)), ("expr", (expr_probs, cls_true)), ("au", (au_probs, au_true))))
     with pytest.raises(ValueError, match="unknown task 'mtl'"):
-        official_metric("mtl", va_pred, va_true)
+        task_scores("mtl", va_pred, va_true)
 
 
 # --- AU thresholds --------------------------------------------------------------------------------

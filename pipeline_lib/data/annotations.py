@@ -22,9 +22,16 @@ import numpy as np
 
 from pipeline_lib.data.errors import AnnotationError
 from pipeline_lib.data.labels import (
-    AU_NAMES, CE_NAMES, CLASS_INVALID, EXPR_NAMES, VA_INVALID, VA_NAMES, Task,
+    AU_NAMES,
+    CE_NAMES,
+    CLASS_INVALID,
+    EXPR_NAMES,
+    VA_INVALID,
+    VA_NAMES,
+    Task,
 )
-from pipeline_lib.data.layout import read_text_lines, write_text_atomic
+from pipeline_lib.data.layout import read_text_lines
+from pipeline_lib.files import write_text_atomic
 
 __all__ = [
     "format_va_value", "header_for", "n_columns", "parse_class_value", "parse_va_value",

@@ -6,8 +6,9 @@ the demo generator and the metrics agree on one spelling and one order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 
@@ -52,10 +53,66 @@ COL_AROUSAL: Final[int] = 1
 COL_EXPR: Final[int] = 2
 COL_AU: Final[slice] = slice(3, 15)
 N_LABEL_COLUMNS: Final[int] = 15
-# Columns of the (T, 15) layout each basic task fills; CE is kept apart as (T,).
-LABEL_COLUMNS: Final[dict[str, list[int]]] = {
-    "VA": [COL_VALENCE, COL_AROUSAL], "EXPR": [COL_EXPR], "AU": list(range(COL_AU.start, COL_AU.stop)),
-}
+
+TaskKind = Literal["regression", "multiclass", "multilabel"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything that defines one task, so code that handles tasks asks the record rather than the task's name.
+
+    The kind decides the rest, the same way in every model and stage:
+    - regression (VA): a tanh head, outputs used as they are, CCC loss, values as the decision, CCC metric;
+    - multiclass (EXPR, CE): logits, softmax, class-weighted cross-entropy, argmax, macro F1;
+    - multilabel (AU): logits, sigmoid, positive-weighted BCE, a threshold per output (0.5 until evaluate
+      tunes one per AU on validation), mean F1.
+    """
+
+    key: str  # lower-case name in params, paths, metrics files and predictions ("va")
+    task: Task  # its name in the official layout and annotation folders ("VA")
+    names: tuple[str, ...]  # one per output of its head, in order
+    columns: tuple[int, ...]  # its columns of the (T, 15) label layout; () for CE, kept apart as (T,)
+    invalid: float  # the official "not annotated" marker
+    kind: TaskKind
+    metric: str  # the official metric's key in metrics files (higher is better for every task)
+
+    @property
+    def outputs(self) -> int:
+        """Width of the task's head."""
+        return len(self.names)
+
+    def values(self, labels: np.ndarray) -> np.ndarray:
+        """This task's labels from (T, 15) labels in its file layout: VA (T, 2) float32, EXPR (T,) int64,
+        AU (T, 12) int64 (CE has no columns there; its labels travel apart)."""
+        if not self.columns:
+            raise ValueError(f"{self.task.value} labels are kept apart from the (T, {N_LABEL_COLUMNS}) layout")
+        values = np.asarray(labels)[:, list(self.columns)]  # (T, L)
+        if self.kind == "regression":
+            return values.astype(np.float32)
+        return (values[:, 0] if self.kind == "multiclass" else values).astype(np.int64)
+
+
+TASKS: Final[dict[str, TaskSpec]] = {spec.key: spec for spec in (
+    TaskSpec("va", Task.VA, VA_NAMES, (COL_VALENCE, COL_AROUSAL), VA_INVALID, "regression", "ccc_mean"),
+    TaskSpec("expr", Task.EXPR, EXPR_NAMES, (COL_EXPR,), CLASS_INVALID, "multiclass", "f1_macro"),
+    TaskSpec("au", Task.AU, AU_NAMES, tuple(range(COL_AU.start, COL_AU.stop)), CLASS_INVALID, "multilabel",
+             "f1_mean"),
+    TaskSpec("ce", Task.CE, CE_NAMES, (), CLASS_INVALID, "multiclass", "f1_macro"),
+)}
+assert tuple(TASKS) == tuple(t.value.lower() for t in Task)
+# The tasks of the (T, 15) layout (what an MTL file or a test list covers): one temporal model each.
+BASIC_KEYS: Final[tuple[str, ...]] = tuple(key for key, spec in TASKS.items() if spec.columns)
+# Columns of the (T, 15) layout each basic task fills, by official name.
+LABEL_COLUMNS: Final[dict[str, list[int]]] = {TASKS[k].task.value: list(TASKS[k].columns) for k in BASIC_KEYS}
+
+
+def task_spec(task: str | Task) -> TaskSpec:
+    """The record of `task`: its key ("va"), official name ("VA", any case) or labels.Task member."""
+    key = (task.value if isinstance(task, Task) else str(task)).lower()
+    if key not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    return TASKS[key]
+
 
 # The challenge's folder name of each task under <root>/annotations/.
 TASK_FOLDERS: Final[dict[Task, str]] = {
@@ -77,6 +134,15 @@ def empty_labels(n_frames: int) -> np.ndarray:
     labels = np.full((n_frames, N_LABEL_COLUMNS), float(CLASS_INVALID), dtype=np.float32)
     labels[:, [COL_VALENCE, COL_AROUSAL]] = VA_INVALID
     return labels
+
+
+def fit_frames(values: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """`values` (T', ...) cut or padded to len(empty) frames: written over `empty`, whose rows (the "not
+    annotated" markers, or zeros for a mask) are what padded frames keep. Labels follow the annotation files
+    and predictions the decoded frames, and the two may differ by a few frames."""
+    m = min(len(empty), len(values))
+    empty[:m] = values[:m]
+    return empty
 
 
 def empty_compound(n_frames: int) -> np.ndarray:

@@ -3,13 +3,11 @@
 Every path the pipeline derives from a video name goes through
 `safe_video_name`, because names come from user files (test lists, MTL image
 paths, annotation file names) and must never escape the dataset root.
-Also home to the two text I/O helpers the readers and writers share.
+Also home to the text reader the label readers share.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +15,11 @@ from typing import Final, Literal
 
 from pipeline_lib.data.errors import DataError, LayoutError
 from pipeline_lib.data.labels import MTL_FILES, SPLIT_FOLDERS, TASK_FOLDERS, Task
+from pipeline_lib.files import write_text_atomic
 
 __all__ = [
     "AffWild2Layout", "TEST_LIST_TASKS", "VIDEO_SUFFIXES", "read_test_list", "read_text_lines",
-    "safe_video_name", "write_test_list", "write_text_atomic",
+    "safe_video_name", "write_test_list",
 ]
 
 # Task names of the official test-set release files.
@@ -73,23 +72,6 @@ def read_text_lines(path: Path) -> list[str]:
     if lines and lines[-1] == "":  # the final newline does not start a line
         lines.pop()
     return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` (UTF-8, LF) to `path` via a temp file and os.replace.
-
-    Readers (and an interrupted run) then see either the old or the new file,
-    never a truncated one. Parent folders are created.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ matching the decoded frame count) become one-line warnings, never crashes.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,17 +22,27 @@ import numpy as np
 from pipeline_lib.data.annotations import read_annotation
 from pipeline_lib.data.errors import DataError, LayoutError
 from pipeline_lib.data.labels import (
-    CLASS_INVALID, LABEL_COLUMNS, SPLIT_FOLDERS, VA_INVALID, Task, empty_compound, empty_labels,
+    LABEL_COLUMNS,
+    SPLIT_FOLDERS,
+    Task,
+    empty_compound,
+    empty_labels,
+    task_spec,
 )
 from pipeline_lib.data.layout import (
-    TEST_LIST_TASKS, VIDEO_SUFFIXES, AffWild2Layout, read_test_list, read_text_lines, safe_video_name,
+    TEST_LIST_TASKS,
+    VIDEO_SUFFIXES,
+    AffWild2Layout,
+    read_test_list,
+    read_text_lines,
+    safe_video_name,
     write_text_atomic,
 )
 from pipeline_lib.data.mtl import read_mtl
 
 __all__ = [
     "BASIC_TASKS", "LABEL_TASKS", "MANIFEST_COLUMNS", "SPLITS", "Scanned", "Split", "VideoEntry", "build_manifest",
-    "format_splits", "labels_in_split", "load_labels", "probe_video", "read_manifest", "write_manifest",
+    "format_splits", "labels_in_split", "load_labels", "mtl_labels", "probe_video", "read_manifest", "write_manifest",
 ]
 
 Split = Literal["train", "val", "test"]
@@ -175,8 +186,7 @@ def _scan_mtl(layout: AffWild2Layout, scan: _Scan) -> None:
             continue
         for video, labels in read_mtl(path).items():
             for task in BASIC_TASKS:
-                invalid = VA_INVALID if task == "VA" else CLASS_INVALID
-                if not (labels[:, LABEL_COLUMNS[task]] != invalid).any():
+                if not (labels[:, LABEL_COLUMNS[task]] != task_spec(task).invalid).any():
                     continue
                 known = scan.known(video, task)
                 if (video, task) in from_folders and known is not None:
@@ -354,6 +364,24 @@ def labels_in_split(labels: np.ndarray, entry: VideoEntry, split: str) -> np.nda
     return kept
 
 
+@functools.lru_cache(maxsize=4)
+def _parsed_mtl(path: Path, inode: int, mtime_ns: int, size: int) -> dict[str, np.ndarray]:
+    videos = read_mtl(path)
+    for labels in videos.values():
+        labels.setflags(write=False)  # shared by every caller: read-only, so nobody edits another's labels
+    return videos
+
+
+def mtl_labels(path: Path) -> Mapping[str, np.ndarray]:
+    """read_mtl of `path`, parsed once per process while the file stays the same (path, inode, mtime, size).
+
+    Every video of a split reads its labels from that split's one MTL file: parsing it again per video
+    would cost each stage minutes on the real corpus. The arrays are read-only.
+    """
+    stat = path.stat()
+    return _parsed_mtl(path.resolve(), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 def load_labels(
     root: Path, entry: VideoEntry, *, split: str | None = None,
     mtl: Mapping[str, Mapping[str, np.ndarray]] | None = None,
@@ -362,14 +390,14 @@ def load_labels(
 
     T = entry.n_frames. Each task is read from its own split: the task's file in that split's folder, or
     that split's MTL file when the folder has none. With `split` ("train" or "val") only the tasks the entry
-    has in that split are kept (`labels_in_split`; CE likewise). Pass `mtl` (split -> read_mtl of that split's file) to
-    avoid re-reading it for every video. Test and unlabelled tasks stay all-invalid.
+    has in that split are kept (`labels_in_split`; CE likewise). An MTL file is parsed once per process
+    (`mtl_labels`); `mtl` (split -> labels by video) replaces it. Test and unlabelled tasks stay all-invalid.
     """
     n = entry.n_frames
     labels, compound = empty_labels(n), empty_compound(n)
     warnings: list[str] = []
     layout = AffWild2Layout(root)
-    from_mtl: dict[str, list[str]] = {}  # split -> tasks read from that split's MTL file
+    from_mtl: dict[Split, list[str]] = {}  # split -> tasks read from that split's MTL file
     for task, task_split in entry.splits.items():
         if task_split not in SPLIT_FOLDERS:
             continue
@@ -377,17 +405,17 @@ def load_labels(
         source = file.relative_to(root).as_posix()
         if file.is_file():
             values = _aligned(read_annotation(file, task), n, source, warnings)
-            if task == "CE":
+            if not task_spec(task).columns:  # CE, kept apart from the (T, 15) layout
                 compound[: len(values)] = values
             else:
                 labels[: len(values), LABEL_COLUMNS[task]] = values.reshape(len(values), -1)
-        elif task != "CE" and layout.mtl_path(task_split).is_file():
+        elif task_spec(task).columns and layout.mtl_path(task_split).is_file():
             from_mtl.setdefault(task_split, []).append(task)
         else:
             warnings.append(f"{source}: missing; {entry.name} has no {task} labels")
     for task_split, tasks in from_mtl.items():
         mtl_path = layout.mtl_path(task_split)
-        videos = read_mtl(mtl_path) if mtl is None or task_split not in mtl else mtl[task_split]
+        videos = mtl_labels(mtl_path) if mtl is None or task_split not in mtl else mtl[task_split]
         source = mtl_path.relative_to(root).as_posix()
         if entry.name not in videos:
             warnings.append(f"{source}: no rows for {entry.name}; {'+'.join(tasks)} left unannotated")

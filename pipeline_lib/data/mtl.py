@@ -18,10 +18,20 @@ import numpy as np
 from pipeline_lib.data.annotations import format_va_value, parse_class_value, parse_va_value
 from pipeline_lib.data.errors import AnnotationError
 from pipeline_lib.data.labels import (
-    AU_NAMES, CLASS_INVALID, COL_AROUSAL, COL_AU, COL_EXPR, COL_VALENCE, EXPR_NAMES, MTL_HEADER,
-    N_LABEL_COLUMNS, VA_INVALID, empty_labels,
+    AU_NAMES,
+    CLASS_INVALID,
+    COL_AROUSAL,
+    COL_AU,
+    COL_EXPR,
+    COL_VALENCE,
+    EXPR_NAMES,
+    MTL_HEADER,
+    N_LABEL_COLUMNS,
+    VA_INVALID,
+    empty_labels,
 )
-from pipeline_lib.data.layout import read_text_lines, safe_video_name, write_text_atomic
+from pipeline_lib.data.layout import read_text_lines, safe_video_name
+from pipeline_lib.files import write_text_atomic
 
 __all__ = ["check_labels", "frame_is_annotated", "parse_image_name", "read_mtl", "write_mtl"]
 

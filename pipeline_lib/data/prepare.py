@@ -23,27 +23,12 @@ import numpy as np
 from pipeline_lib.config import DataSettings
 from pipeline_lib.data.annotations import read_annotation
 from pipeline_lib.data.errors import DataError, LayoutError
-from pipeline_lib.data.labels import CLASS_INVALID, LABEL_COLUMNS, SPLIT_FOLDERS, VA_INVALID
+from pipeline_lib.data.labels import LABEL_COLUMNS, SPLIT_FOLDERS, task_spec
 from pipeline_lib.data.layout import AffWild2Layout
-from pipeline_lib.data.manifest import Split, VideoEntry, build_manifest, read_manifest, write_manifest
+from pipeline_lib.data.manifest import Split, VideoEntry, build_manifest, write_manifest
 from pipeline_lib.data.mtl import read_mtl
 from pipeline_lib.data.plan import CorpusPlan, corpus_plan
-
-MANIFEST_FILE = "manifest.csv"
-SOURCE_FILE = "source.json"
-
-
-@dataclass(frozen=True)
-class RawCorpus:
-    """data/raw as downstream stages see it: where the videos are, and the manifest."""
-
-    raw_dir: Path
-    video_root: Path
-    entries: tuple[VideoEntry, ...]
-    kind: str  # "demo" | "affwild2"
-
-    def video_file(self, entry: VideoEntry) -> Path:
-        return self.video_root / entry.video_path
+from pipeline_lib.data.raw import MANIFEST_FILE, SOURCE_FILE
 
 
 @dataclass(frozen=True)
@@ -76,7 +61,8 @@ class PrepareResult:
     def summary_line(self) -> str:
         frames, cross = self.plan.frames, self.plan.cross_task["videos"]
         return (f"corpus ({self.kind}): {len(self.entries)} videos/subjects, {frames} frames, {cross} in one task's "
-                f"training and another's validation split; {len(self.skipped)} skipped, {len(self.warnings)} warning(s)")
+                f"training and another's validation split; {len(self.skipped)} skipped, "
+                f"{len(self.warnings)} warning(s)")
 
 
 def _replace_dir(partial: Path, final: Path) -> None:
@@ -103,9 +89,10 @@ def _shown(err: DataError, label_root: Path, shown_root: Path | None) -> str:
 
 def _labelled(values: np.ndarray, task: str) -> np.ndarray:
     """(N,) bool: rows of a task's label values (as read_annotation / the MTL columns give them) with a label."""
-    if task == "VA":
-        return (values != VA_INVALID).all(axis=1)
-    return (values != CLASS_INVALID).reshape(len(values), -1).any(axis=1)
+    spec = task_spec(task)
+    marked = (values != spec.invalid).reshape(len(values), -1)  # (N, L)
+    # A VA row needs both values; an AU row counts once any AU is annotated.
+    return marked.all(axis=1) if spec.kind == "regression" else marked.any(axis=1)
 
 
 def validate_annotations(label_root: Path, entries: list[VideoEntry], shown_root: Path | None = None
@@ -213,14 +200,3 @@ def prepare_raw(out: Path, data: DataSettings, seed: int, workers: int = 2, prog
     if data.is_demo:
         return prepare_demo(out, data, seed=seed, workers=workers, progress=progress)
     return import_affwild2(out, Path(data.source))
-
-
-def load_raw(raw_dir: Path) -> RawCorpus:
-    """Open data/raw as written by `prepare_raw`."""
-    info_path = raw_dir / SOURCE_FILE
-    if not info_path.is_file():
-        raise LayoutError(info_path, "missing: run `abaw corpus` (or `dvc repro corpus`) first")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    video_root = raw_dir if info["video_root"] == "." else Path(info["video_root"])
-    entries = read_manifest(raw_dir / MANIFEST_FILE)
-    return RawCorpus(raw_dir=raw_dir, video_root=video_root, entries=tuple(entries), kind=info["kind"])

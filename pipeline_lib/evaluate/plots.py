@@ -10,7 +10,6 @@ frames the reported score ignored.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -21,6 +20,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
 from pipeline_lib.data.labels import CLASS_INVALID, VA_INVALID, VA_NAMES
+from pipeline_lib.files import atomic_path
 from pipeline_lib.metrics import ccc
 
 __all__ = ["au_f1_bars_png", "confusion_counts", "confusion_matrix_png", "va_scatter_png", "va_timeseries_png"]
@@ -32,14 +32,9 @@ DPI: Final[int] = 100
 def _save(fig: Figure, path: Path) -> Path:
     """Write `fig` to `path` via a hidden partial file, so a crash never leaves a truncated PNG."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.png")
     FigureCanvasAgg(fig)
-    try:
+    with atomic_path(path, keep_suffix=True) as partial:
         fig.savefig(partial, format="png", dpi=DPI)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from pipeline_lib.config import EvaluateSettings
-from pipeline_lib.data.labels import AU_NAMES, CE_NAMES, EXPR_NAMES
+from pipeline_lib.data.labels import AU_NAMES, BASIC_KEYS, TASKS
 from pipeline_lib.evaluate.plots import au_f1_bars_png, confusion_matrix_png, va_scatter_png, va_timeseries_png
 from pipeline_lib.evaluate.scores import Scored, decide, mtl_of, score_models, truth
-from pipeline_lib.evaluate.sources import EVAL_TASKS, EvalData, load_eval_data
+from pipeline_lib.evaluate.sources import EvalData, load_eval_data
 from pipeline_lib.evaluate.submissions import SubmissionReport, nearest_face_fill, write_submissions
 
 __all__ = ["run_evaluate"]
@@ -32,14 +32,15 @@ def _predictor(data: EvalData, scored: Scored) -> Callable[[str, str], np.ndarra
 
 def _plots(data: EvalData, scored: Scored, plots_dir: Path, timeseries_video: str | None) -> list[str]:
     written: list[Path] = []
-    for task, names in (("expr", EXPR_NAMES), ("ce", CE_NAMES)):
+    for task in (k for k, spec in TASKS.items() if spec.kind == "multiclass"):  # expr, ce
         if task not in scored.best:
             continue
         model, videos = scored.best[task], data.split("val", task)
         pred = np.concatenate([decide(scored.post[task][model], data.models[task][model][v.name], v.valid)
                                for v in videos])
-        written.append(confusion_matrix_png(truth(task, videos), pred, names, plots_dir / f"{task}_confusion.png",
-                                            f"{task.upper()} on validation: {model}"))
+        title = f"{task.upper()} on validation: {model}"
+        written.append(confusion_matrix_png(truth(task, videos), pred, TASKS[task].names,
+                                            plots_dir / f"{task}_confusion.png", title))
     if "au" in scored.scores:
         bars = {model: {name: s["post"][f"f1_{name}"] for name in AU_NAMES}
                 for model, s in scored.scores["au"].items()}
@@ -63,7 +64,7 @@ def _summary(scored: Scored, submissions: SubmissionReport) -> dict[str, Any]:
     fusion = mtl_of(scored, "fusion")
     if fusion is not None:
         summary["mtl_fusion"] = fusion["mtl"]
-    best_mtl = [summary[t]["value"] for t in ("va", "expr", "au") if t in summary]
+    best_mtl = [summary[t]["value"] for t in BASIC_KEYS if t in summary]
     if len(best_mtl) == 3:
         summary["mtl_best_per_task"] = round(sum(best_mtl), 4)
     summary["submissions_ok"] = not submissions.errors
@@ -85,7 +86,7 @@ def run_evaluate(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compound_
         "val_videos": {task: len(data.split("val", task)) for task in scored.scores},
         "models": scored.scores, "best": scored.best,
         # tasks with test videos but no validation labels: what their submission used, unscored
-        "unscored": {t: scored.submitted(t)[0] for t in EVAL_TASKS if t not in scored.best and data.split("test", t)},
+        "unscored": {t: scored.submitted(t)[0] for t in TASKS if t not in scored.best and data.split("test", t)},
         "mtl": {m: mtl for m in ("frame-wise", "temporal", "fusion") if (mtl := mtl_of(scored, m)) is not None},
         "submissions": report.as_dict(), "plots": plots,
     }

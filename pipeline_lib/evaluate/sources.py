@@ -16,15 +16,14 @@ from typing import Final, TypeVar
 import h5py
 import numpy as np
 
+from pipeline_lib.artifacts.predictions import read_predictions, read_video_groups
 from pipeline_lib.data.errors import DataError
-from pipeline_lib.data.labels import empty_compound, empty_labels
+from pipeline_lib.data.labels import BASIC_KEYS, TASKS, empty_compound, empty_labels, fit_frames
 from pipeline_lib.data.manifest import load_labels
-from pipeline_lib.data.prepare import load_raw
-from pipeline_lib.train.predictions import read_predictions, read_video_groups
+from pipeline_lib.data.raw import load_raw
 
-__all__ = ["EVAL_TASKS", "EvalData", "EvalVideo", "load_eval_data"]
+__all__ = ["EvalData", "EvalVideo", "load_eval_data"]
 
-EVAL_TASKS: Final[tuple[str, ...]] = ("va", "expr", "au", "ce")
 _T = TypeVar("_T")
 _TEMPORAL_GROUPS: Final[dict[str, str]] = {"baseline": "frame-wise", "temporal": "temporal"}
 
@@ -59,13 +58,6 @@ class EvalData:
         return [v for v in self.videos.values() if v.splits.get(key) == split]
 
 
-def _fit(values: np.ndarray, empty: np.ndarray) -> np.ndarray:
-    """`values` cut or padded (with the invalid markers `empty` holds) to len(empty) frames."""
-    m = min(len(empty), len(values))
-    empty[:m] = values[:m]
-    return empty
-
-
 def _read(path: Path, what: str, command: str, reader: Callable[[Path], _T]) -> _T:
     if not path.is_file():
         raise DataError(path, f"{what} missing: run `{command}` first")
@@ -85,12 +77,12 @@ def _temporal_outputs(path: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compound_path: Path) -> EvalData:
     """Read every model's predictions and every video's labels; each prediction file must cover every video."""
-    models: dict[str, dict[str, dict[str, np.ndarray]]] = {task: {} for task in EVAL_TASKS}
-    for task in ("va", "expr", "au"):
+    models: dict[str, dict[str, dict[str, np.ndarray]]] = {task: {} for task in TASKS}
+    for task in BASIC_KEYS:
         models[task].update(_read(temporal_dir / f"{task}.h5", f"{task} temporal predictions",
                                   f"abaw temporal --task {task}", _temporal_outputs))
     fused, _ = _read(fusion_path, "fusion predictions", "abaw fusion", read_video_groups)
-    for task in ("va", "expr", "au"):
+    for task in BASIC_KEYS:
         models[task]["fusion"] = {name: rows[task] for name, rows in fused.items()}
     compound, _ = _read(compound_path, "compound predictions", "abaw compound", read_video_groups)
     models["ce"]["compound"] = {name: rows["ce"] for name, rows in compound.items()}
@@ -109,5 +101,6 @@ def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compoun
                                              f"another length than the fusion ones ({n} frames): re-run `dvc repro`")
         labels15, ce, _ = load_labels(raw.raw_dir, entry)
         videos[entry.name] = EvalVideo(entry.name, dict(entry.splits),
-                                       _fit(labels15, empty_labels(n)), _fit(ce, empty_compound(n)), valid[entry.name])
+                                       fit_frames(labels15, empty_labels(n)), fit_frames(ce, empty_compound(n)),
+                                       valid[entry.name])
     return EvalData(videos, models)

@@ -45,6 +45,7 @@ def template_transform(landmarks: np.ndarray, size: int = CROP_SIZE) -> Similari
     transform = SimilarityTransform.from_estimate(landmarks, template_for(size))
     if not transform or not np.all(np.isfinite(transform.params)):
         raise ValueError("degenerate landmarks: no similarity maps them to the template")
+    assert isinstance(transform, SimilarityTransform)  # the failure object was refused just above
     return transform
 
 
@@ -95,7 +96,9 @@ def align_to_template(frame: np.ndarray, landmarks: np.ndarray, size: int = CROP
             and (reach[:, 1] <= height - 1).all():
         # Fast path (about 10x cheaper than warp()): the crop samples only inside the frame, so no edge
         # handling is needed. PIL puts pixel centres at +0.5, hence the half-pixel shifts.
-        shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]]) @ inverse @ np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
+        to_pil = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+        from_pil = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
+        shift = to_pil @ inverse @ from_pil
         coefficients = tuple(shift[:2].ravel())
         return np.asarray(Image.fromarray(frame).transform((size, size), Image.Transform.AFFINE, coefficients,
                                                             resample=Image.Resampling.BILINEAR))

@@ -11,12 +11,12 @@ from typing import Any
 
 from pipeline_lib.config import FacesSettings
 from pipeline_lib.data.errors import DataError
-from pipeline_lib.data.layout import write_text_atomic
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
 from pipeline_lib.faces.runner import FaceJob, JobResult, plan_jobs, run_jobs, store_path
 from pipeline_lib.faces.summary import corpus_metrics, per_video_table, write_sample_grid
+from pipeline_lib.files import write_text_atomic
 
-__all__ = ["FaceStageResult", "build_face_stores", "parse_shard"]
+__all__ = ["FaceStageResult", "build_face_stores"]
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,6 @@ class FaceStageResult:
         return (f"faces: {m['video_files']} video files ({m['processed']} processed, {m['resumed']} already done), "
                 f"{m['frames_processed']} frames in {m['seconds']} s{speed}{found}, "
                 f"{len(m['problems'])} with problems")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'i/n' -> (i, n) with 0 <= i < n."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-    if not 0 <= index < count:
-        raise ValueError(f"--shard {text!r}: need 0 <= i < n")
-    return index, count
 
 
 def _prune(out_dir: Path, names: set[str]) -> list[str]:

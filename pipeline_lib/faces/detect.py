@@ -109,7 +109,7 @@ class FaceDetector:
         scale = self._scale(height, width)
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            frames = [np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR)) for f in frames]
+            frames = [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BILINEAR)) for f in frames]
             sx, sy = width / size[0], height / size[1]
         else:
             sx = sy = 1.0

@@ -199,7 +199,8 @@ _LIBC = _load_libc()
 def _moved(before: np.ndarray, after: np.ndarray, limit: float) -> bool:
     """True when a box's centre moved, or its size changed, by more than `limit` box sides."""
     side = max(float(before[2] - before[0]), float(before[3] - before[1]), 1.0)
-    shift = np.hypot((after[0] + after[2] - before[0] - before[2]) / 2, (after[1] + after[3] - before[1] - before[3]) / 2)
+    shift = np.hypot((after[0] + after[2] - before[0] - before[2]) / 2,
+                     (after[1] + after[3] - before[1] - before[3]) / 2)
     new_side = max(float(after[2] - after[0]), float(after[3] - after[1]), 1.0)
     return bool(shift > limit * side or abs(np.log(new_side / side)) > limit)
 
@@ -290,7 +291,8 @@ class _Subject:
 
 
 def extract_faces(path: Path, subjects: Sequence[tuple[Side, Path]], detector: FaceDetector,
-                  provenance: Sequence[Mapping[str, Any]], settings: ExtractSettings = ExtractSettings(), *, expected_frames: int = 0,
+                  provenance: Sequence[Mapping[str, Any]], settings: ExtractSettings = ExtractSettings(), *,
+                  expected_frames: int = 0,
                   on_frames: Callable[[int], None] | None = None) -> tuple[list[TrackSummary], VideoReport]:
     """Detect, follow and align the faces of one video file into one store per subject.
 

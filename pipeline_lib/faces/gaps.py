@@ -15,7 +15,8 @@ __all__ = ["fillable_gaps", "interpolate_gaps", "nearest_source"]
 
 
 def fillable_gaps(present: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
-    """Half-open frame ranges [start, stop) of absent frames with a present frame on each side, at most `max_gap` long."""
+    """Half-open frame ranges [start, stop) of absent frames with a present frame on each side, at most `max_gap`
+    long."""
     if max_gap <= 0:
         return []
     present = np.asarray(present, dtype=bool)

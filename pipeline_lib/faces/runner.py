@@ -27,17 +27,21 @@ import numpy as np
 
 from pipeline_lib.config import FacesSettings
 from pipeline_lib.data.layout import AffWild2Layout
-from pipeline_lib.data.prepare import RawCorpus
+from pipeline_lib.data.raw import RawCorpus
 from pipeline_lib.faces.extract import ExtractSettings, Side, TrackSummary, extract_faces
 from pipeline_lib.faces.imported import import_cropped_aligned
 from pipeline_lib.faces.quality import compare_to_truth, landmark_jitter
-from pipeline_lib.faces.store import FORMAT_VERSION, file_sha256, is_complete, read_report, read_track_info
+from pipeline_lib.faces.store import FORMAT_VERSION, is_complete, read_report, read_track_info
+from pipeline_lib.files import file_sha256
 
-__all__ = ["FaceJob", "JobResult", "code_digest", "plan_jobs", "run_jobs", "store_path"]
+__all__ = ["STORE_SETTINGS", "FaceJob", "JobResult", "code_digest", "extract_settings", "plan_jobs", "run_jobs",
+           "store_path"]
 
 # Settings that change what lands in a store (workers and threads do not).
-_OUTPUT_SETTINGS = ("source", "batch_size", "keyframe_interval", "max_side", "min_face_fraction", "min_score",
-                    "track_min_score", "max_motion", "min_inside", "fill_gap")
+# The faces keys that change what a store holds, so a store's provenance (the device too: GPU kernels give other
+# last digits). dvc.yaml's faces params are these plus `strict` and `samples` (tests/test_structure.py checks).
+STORE_SETTINGS = ("source", "device", "batch_size", "keyframe_interval", "max_side", "min_face_fraction", "min_score",
+                  "track_min_score", "max_motion", "min_inside", "fill_gap")
 
 
 @dataclass(frozen=True)
@@ -106,10 +110,11 @@ def provenance(job: FaceJob, name: str, side: Side, settings: FacesSettings, sou
     return {"format_version": FORMAT_VERSION, "code": code_digest(), "video_file": job.video_file.name,
             "source_sha256": source_sha256, "subject": name, "side": side,
             "method": "cropped_aligned" if imported else "detect",
-            "settings": {key: getattr(settings, key) for key in _OUTPUT_SETTINGS}}
+            "settings": {key: getattr(settings, key) for key in STORE_SETTINGS}}
 
 
-def _extract_settings(settings: FacesSettings) -> ExtractSettings:
+def extract_settings(settings: FacesSettings) -> ExtractSettings:
+    """The extraction loop's settings from the faces section (the stage and `abaw predict` alike)."""
     return ExtractSettings(batch_size=settings.batch_size, keyframe_interval=settings.keyframe_interval,
                            min_score=settings.min_score, track_min_score=settings.track_min_score,
                            max_motion=settings.max_motion, min_inside=settings.min_inside, fill_gap=settings.fill_gap,
@@ -155,7 +160,8 @@ def run_job(job: FaceJob, settings: FacesSettings, out_dir: Path,
         for (name, _), store, truth_file in zip(job.subjects, stores, job.truth_files):
             stored = read_report(store)
             done.report["video" if "frames_decoded" in stored else name] = stored
-            done.problems += stored.get("problems", []) if "frames_decoded" in stored else _import_problems(name, stored)
+            done.problems += (stored.get("problems", []) if "frames_decoded" in stored
+                              else _import_problems(name, stored))
             done.subjects[name] = _subject_figures(TrackSummary(**read_track_info(store)), truth_file)
         done.problems = list(dict.fromkeys(done.problems))  # both subjects of a file share its problems
         return done
@@ -176,7 +182,7 @@ def run_job(job: FaceJob, settings: FacesSettings, out_dir: Path,
         detector = _detector(settings.device, settings.max_side, settings.min_face_fraction)
         # Both subjects of a two-subject file come out of one pass over its frames.
         tracks, report = extract_faces(job.video_file, [(side, store) for _, side, store, _ in detect], detector,
-                                       [prov for *_, prov in detect], _extract_settings(settings),
+                                       [prov for *_, prov in detect], extract_settings(settings),
                                        expected_frames=job.expected_frames, on_frames=on_frames)
         for (name, *_), summary in zip(detect, tracks):
             summaries[name] = summary
@@ -219,7 +225,11 @@ def run_jobs(jobs: list[FaceJob], settings: FacesSettings, out_dir: Path,
         _init_worker(settings.threads_per_worker)
         for job in jobs:
             on_start(job)
-            results.append(run_job(job, settings, out_dir, on_frames=lambda n, key=job.key: on_frames(key, n)))
+
+            def frames_of(n: int, key: str = job.key) -> None:
+                on_frames(key, n)
+
+            results.append(run_job(job, settings, out_dir, on_frames=frames_of))
             on_done(results[-1])
         return results
     context = get_context("spawn")  # torch, h5py and forked workers do not mix

@@ -8,7 +8,6 @@ videos whose file exists with the same provenance.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -19,10 +18,12 @@ from typing import Any, Final
 import h5py
 import numpy as np
 
+from pipeline_lib.data.errors import DataError
 from pipeline_lib.faces.align import CROP_SIZE
+from pipeline_lib.files import partial_path
 
-__all__ = ["FORMAT_VERSION", "FaceStoreWriter", "FaceTrack", "file_sha256", "is_complete", "read_faces", "read_provenance", "read_report",
-           "read_track_info", "write_faces"]
+__all__ = ["FORMAT_VERSION", "FaceStoreWriter", "FaceTrack", "is_complete", "open_face_store", "read_faces",
+           "read_provenance", "read_report", "read_track_info", "write_faces"]
 
 FORMAT_VERSION: Final[int] = 1
 _PROVENANCE: Final[str] = "provenance"  # attrs key holding the JSON provenance
@@ -67,15 +68,6 @@ class FaceTrack:
         return len(self.present)
 
 
-def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    """Content hash of a source video, stored as provenance."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class FaceStoreWriter:
     """Streams one subject's faces into `path`, frame batches at a time, then commits atomically.
 
@@ -89,7 +81,7 @@ class FaceStoreWriter:
     def __init__(self, path: Path, crop_size: int = CROP_SIZE) -> None:
         self.path, self.crop_size = path, crop_size
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._partial = path.with_name(f".{path.name}.partial")
+        self._partial = partial_path(path)
         self._h5: h5py.File | None = h5py.File(self._partial, "w")
         # One chunk per frame: readers slice frames; lzf is fast and ships with h5py.
         # Unwritten frames read as the fill value 0, which is what an absent face stores.
@@ -156,6 +148,15 @@ def write_faces(path: Path, track: FaceTrack, provenance: Mapping[str, Any]) -> 
     with FaceStoreWriter(path, track.crops.shape[1]) as writer:
         writer.append(track.crops)
         writer.commit(track.present, track.filled, track.boxes, track.landmarks, track.scores, provenance)
+
+
+def open_face_store(path: Path) -> h5py.File:
+    """A face store opened read-only; a truncated or foreign file raises DataError naming it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise DataError(path, f"unreadable face store ({reason}); re-run `abaw faces` to rebuild it") from None
 
 
 def read_provenance(path: Path) -> dict[str, Any]:

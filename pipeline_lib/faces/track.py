@@ -25,7 +25,8 @@ def _fresh_pick(dets: Detections, keep: np.ndarray, side: Literal["left", "right
         return int(candidates[np.argmin(centres)])
     if side == "right":
         return int(candidates[np.argmax(centres)])
-    areas = (dets.boxes[candidates, 2] - dets.boxes[candidates, 0]) * (dets.boxes[candidates, 3] - dets.boxes[candidates, 1])
+    boxes = dets.boxes[candidates]  # (K, 4)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return int(candidates[np.argmax(dets.scores[candidates] * areas)])
 
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from pipeline_lib.config import FeaturesSettings
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.manifest import load_labels
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
+from pipeline_lib.faces.store import open_face_store
 from pipeline_lib.features.encode import VideoFeatures, build_extractor, encode_crops, extract_features
 from pipeline_lib.features.probe import expr_frames, linear_probe_f1
 from pipeline_lib.features.store import FeatureStore
-from pipeline_lib.train.face_frames import open_face_store
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["build_features", "probe_extractors", "probe_random_inits"]
 
@@ -60,7 +63,8 @@ def probe_random_inits(raw_dir: Path, face_dir: Path, checkpoint: Path, seeds: S
     give the spread it is judged against. Each video's crops are read once
     and encoded by every draw.
     """
-    models = {seed: build_extractor("random", checkpoint, seed).to(device) for seed in seeds}
+    # `random` is a network (only `landmarks` builds None)
+    models = {seed: cast("torch.nn.Module", build_extractor("random", checkpoint, seed)).to(device) for seed in seeds}
     encoded: dict[int, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {seed: [] for seed in seeds}
     for name, split, labels in _probe_videos(raw_dir):
         if not (face_dir / f"{name}.h5").is_file():
@@ -102,7 +106,8 @@ def build_features(raw_dir: Path, face_dir: Path, checkpoint: Path, out: Path, s
     store = FeatureStore(out)
     start = time.perf_counter()
     done = extract_features(face_dir, names, store, settings.extractors, checkpoint, finetuned_dir=finetuned_dir,
-                            batch_size=settings.batch_size, device=settings.device, precision=settings.precision, seed=seed, shard=shard,
+                            batch_size=settings.batch_size, device=settings.device, precision=settings.precision,
+                            seed=seed, shard=shard,
                             on_video=on_video)
     seconds = time.perf_counter() - start
     encoded = sum(v.encoded for v in done if not v.skipped)
@@ -122,8 +127,10 @@ def build_features(raw_dir: Path, face_dir: Path, checkpoint: Path, out: Path, s
         probe = probe_extractors(raw_dir, store, list(settings.extractors), settings.probe_stride, seed)
         metrics["expr_probe_macro_f1"] = probe
         if probe.get("mae") is not None and probe.get("random") is not None:
+            assert probe["mae"] is not None and probe["random"] is not None  # just checked (.get does not narrow)
             metrics["mae_beats_random"] = bool(probe["mae"] > probe["random"])
         if settings.probe_random_inits and probe.get("mae") is not None:
+            assert probe["mae"] is not None  # just checked (.get does not narrow)
             draws = probe_random_inits(raw_dir, face_dir, checkpoint,
                                        range(seed + 1, seed + 1 + settings.probe_random_inits), settings.probe_stride,
                                        settings.batch_size, settings.device)

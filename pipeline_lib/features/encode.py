@@ -26,13 +26,13 @@ import torch
 
 from pipeline_lib import __version__
 from pipeline_lib.data.errors import DataError
+from pipeline_lib.data.labels import BASIC_KEYS
+from pipeline_lib.faces.store import open_face_store
 from pipeline_lib.features.geometry import GEOMETRY_VERSION, LANDMARKS, landmark_store_features
 from pipeline_lib.features.store import FeatureStore
-from pipeline_lib.models.heads import HEAD_OUTPUTS
-from pipeline_lib.models.mae import MAE, normalize
+from pipeline_lib.files import file_sha256
+from pipeline_lib.models.mae import MAE, load_mae, normalize
 from pipeline_lib.models.registry import Registry
-from pipeline_lib.train.face_frames import open_face_store
-from pipeline_lib.train.pretrain import load_mae
 
 __all__ = ["EXTRACTORS", "FINETUNED", "VideoFeatures", "build_extractor", "encode_crops", "encode_store",
            "extract_features", "extractor_checkpoint", "extractor_features", "register_extractor"]
@@ -48,17 +48,19 @@ def register_extractor(name: str) -> Callable[[Builder], Builder]:
 
 
 @register_extractor("mae")
-def _pretrained(checkpoint: Path, seed: int) -> torch.nn.Module:
+def _pretrained(checkpoint: Path | None, seed: int) -> torch.nn.Module:
+    assert checkpoint is not None  # only `landmarks` has none (extractor_checkpoint)
     return load_mae(checkpoint)[0]
 
 
 @register_extractor("random")
-def _random_init(checkpoint: Path, seed: int) -> torch.nn.Module:
+def _random_init(checkpoint: Path | None, seed: int) -> torch.nn.Module:
     """The same architecture with untrained weights: the ablation that shows what pretraining buys.
 
     Seeded with the pipeline seed, which is also what pretraining starts from,
     so on the default pipeline these are exactly the MAE's initial weights.
     """
+    assert checkpoint is not None  # only `landmarks` has none (extractor_checkpoint)
     trained = load_mae(checkpoint)[0]
     torch.manual_seed(seed)
     return MAE(trained.config).eval()
@@ -67,7 +69,7 @@ def _random_init(checkpoint: Path, seed: int) -> torch.nn.Module:
 FINETUNED = "finetuned_"  # + task: the encoder `abaw finetune --task <task>` wrote
 
 
-for _task in HEAD_OUTPUTS:  # a fine-tuned encoder loads like the pretrained one, from its own checkpoint
+for _task in BASIC_KEYS:  # a fine-tuned encoder loads like the pretrained one, from its own checkpoint
     register_extractor(f"{FINETUNED}{_task}")(_pretrained)
 
 
@@ -126,14 +128,15 @@ def encode_crops(model: torch.nn.Module, crops: np.ndarray | h5py.Dataset, prese
         images = normalize(block).to(device)  # (b, 3, S, S)
         with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
                                                     enabled=precision == "bf16"):
-            encoded = model.encode(images).float().cpu().numpy()  # (b, D)
+            # nn.Module types an unknown attribute as Tensor | Module; every extractor has an encode method
+            encoded = model.encode(images).float().cpu().numpy()  # type: ignore[operator]  # (b, D)
         if features is None:
             features = np.zeros((len(present), encoded.shape[1]), np.float32)
         features[start + rows] = encoded
     if features is None:  # no face anywhere: width from a dummy forward
         size = crops.shape[1]
         with torch.inference_mode():
-            width = model.encode(torch.zeros(1, 3, size, size, device=device)).shape[1]
+            width = model.encode(torch.zeros(1, 3, size, size, device=device)).shape[1]  # type: ignore[operator]
         features = np.zeros((len(present), width), np.float32)
     return features
 
@@ -153,14 +156,6 @@ def extractor_features(extractor: torch.nn.Module | None, face_store: Path, batc
     if extractor is None:
         return landmark_store_features(face_store)
     return encode_store(extractor, face_store, batch_size, device, precision)
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def _face_provenance_digest(face_store: Path) -> str:
@@ -185,7 +180,7 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
         else:
             assert source is not None, f"extractor {extractor} has a network but no checkpoint"
             model = model.to(device).eval()
-            settings = {"checkpoint": file_digest(source), "seed": seed, "precision": precision}
+            settings = {"checkpoint": file_sha256(source)[:16], "seed": seed, "precision": precision}
         for name in chosen:
             face_store = face_dir / f"{name}.h5"
             provenance: dict[str, Any] = {"extractor": extractor, **settings,

@@ -23,7 +23,7 @@ from typing import Final
 import numpy as np
 
 from pipeline_lib.faces.align import CROP_SIZE, apply_matrices, template_for, template_matrices
-from pipeline_lib.train.face_frames import open_face_store
+from pipeline_lib.faces.store import open_face_store
 
 __all__ = ["GEOMETRY_VERSION", "LANDMARKS", "landmark_features", "landmark_store_features"]
 

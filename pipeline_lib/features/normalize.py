@@ -11,9 +11,14 @@ only the video itself, so a new video at predict time is centred the same way.
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
 
-__all__ = ["center_per_video"]
+import numpy as np
+import torch
+
+from pipeline_lib.features.windows import VideoArrays
+
+__all__ = ["center_per_video", "feature_stats"]
 
 
 def center_per_video(features: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -29,3 +34,9 @@ def center_per_video(features: np.ndarray, valid: np.ndarray) -> np.ndarray:
     values = features.astype(np.float32)  # (T, D)
     centred = np.where(valid[:, None], values - values[valid].mean(axis=0, keepdims=True), 0.0)
     return centred.astype(features.dtype)
+
+
+def feature_stats(videos: Sequence[VideoArrays]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (D,) over the face frames of the training videos (std floored, so constant dims stay finite)."""
+    rows = np.concatenate([v.features[v.valid].astype(np.float32) for v in videos])  # (N, D)
+    return torch.from_numpy(rows.mean(0)), torch.from_numpy(np.maximum(rows.std(0), 1e-3))

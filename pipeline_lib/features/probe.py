@@ -12,15 +12,13 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 from sklearn.preprocessing import StandardScaler
 
 from pipeline_lib.data.labels import CLASS_INVALID, COL_EXPR
 from pipeline_lib.features.normalize import center_per_video
+from pipeline_lib.metrics import expr_f1
 
 __all__ = ["expr_frames", "linear_probe_f1"]
-
-N_EXPR = 8
 
 
 def expr_frames(videos: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], stride: int = 1,
@@ -58,4 +56,4 @@ def linear_probe_f1(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
     classifier = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", random_state=seed)
     classifier.fit(scaler.transform(train_x), train_y)
     predicted = classifier.predict(scaler.transform(val_x))
-    return float(f1_score(val_y, predicted, labels=list(range(N_EXPR)), average="macro", zero_division=0))
+    return expr_f1(predicted, val_y)

@@ -29,14 +29,14 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 import zarr
 
 from pipeline_lib.data.errors import DataError
 
-__all__ = ["DamagedFeaturesError", "FeatureStore", "FeatureStoreError", "shard_layout"]
+__all__ = ["DamagedFeaturesError", "FeatureStore", "FeatureStoreError", "features_digest", "shard_layout"]
 
 VALID_SUFFIX: Final[str] = ".valid"  # `<video>.valid` sits beside `<video>`
 _PROVENANCE: Final[str] = "provenance"  # attrs key holding the JSON provenance mapping
@@ -233,8 +233,9 @@ class FeatureStore:
         assert group is not None
         where = self.path / extractor / video
         try:
-            valid = group[video + VALID_SUFFIX][...]  # (T,)
-            features = array[...]  # (T, D)
+            # zarr's stubs return unions (a node may be a group; a read may be a scalar): both are arrays here
+            valid = cast(np.ndarray, cast(zarr.Array, group[video + VALID_SUFFIX])[...])  # (T,)
+            features = cast(np.ndarray, array[...])  # (T, D)
         except KeyError:
             raise FeatureStoreError(f"no validity array for video {video!r} of extractor {extractor!r}") from None
         except (ValueError, RuntimeError, OSError, EOFError) as exc:  # codec or shard-index failures
@@ -248,7 +249,7 @@ class FeatureStore:
 
     def provenance(self, extractor: str, video: str) -> dict[str, Any]:
         """The provenance a finished video was written with."""
-        return dict(self._finished(extractor, video).attrs[_PROVENANCE])
+        return dict(cast(Mapping[str, Any], self._finished(extractor, video).attrs[_PROVENANCE]))  # a JSON object
 
     def videos(self, extractor: str) -> list[str]:
         """Sorted names of the extractor's finished videos ([] for an unknown extractor)."""
@@ -262,3 +263,11 @@ class FeatureStore:
         """Sorted extractor names (groups), whether or not they hold finished videos yet."""
         root = self._group()
         return [] if root is None else sorted(root.group_keys())
+
+
+def features_digest(store: FeatureStore, extractor: str, names: list[str]) -> str:
+    """A short hash of the provenance of every array a model trained on: a later stage checks it still matches."""
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        digest.update(json.dumps([name, store.provenance(extractor, name)], sort_keys=True).encode())
+    return digest.hexdigest()[:16]

@@ -124,7 +124,8 @@ class WindowDataset(Dataset[dict[str, torch.Tensor]]):
 
 def load_videos(store: FeatureStore, extractor: str, names: Sequence[str],
                 labels_for: Callable[[str, int], tuple[np.ndarray, np.ndarray]]) -> list[VideoArrays]:
-    """Read each video's features once into RAM and pair them with `labels_for(name, T)` -> (labels (T, L), mask (T, L))."""
+    """Read each video's features once into RAM and pair them with `labels_for(name, T)` -> (labels (T, L),
+    mask (T, L))."""
     videos = []
     for name in names:
         features, valid = store.read(extractor, name)  # (T, D) float16, (T,) bool

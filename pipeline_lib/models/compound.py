@@ -12,17 +12,19 @@ step, and the compound stages learn only the correction.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import torch
 from torch import nn
 
+from pipeline_lib.artifacts.checkpoints import from_spec, read_checkpoint, rebuild
 from pipeline_lib.data.labels import CE_NAMES, CE_PARTS, EXPR_NAMES
 from pipeline_lib.models.heads import ExprHead
 from pipeline_lib.models.temporal import TemporalModel
 
-__all__ = ["COMPOUND_MATRIX", "CompoundModel", "zero_shot_probabilities", "zero_shot_scores"]
+__all__ = ["COMPOUND_MATRIX", "CompoundModel", "load_compound_model", "zero_shot_probabilities", "zero_shot_scores"]
 
 
 def _compound_matrix() -> torch.Tensor:
@@ -55,6 +57,9 @@ class CompoundModel(nn.Module):
     `spec` holds the constructor's arguments as plain data, so `CompoundModel(**spec)` rebuilds it.
     """
 
+    mean: torch.Tensor  # registered buffers (D,)
+    std: torch.Tensor
+
     def __init__(self, in_dim: int, hidden: int = 64, encoder: str = "transformer",
                  encoder_kwargs: dict[str, Any] | None = None, prior: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
@@ -84,3 +89,12 @@ class CompoundModel(nn.Module):
             prior = torch.log(score / score.sum(-1, keepdim=True).clamp_min(1e-6) + 1e-6)
             compound = compound + self.prior_scale * prior
         return basic, compound, hidden
+
+
+def load_compound_model(path: Path) -> tuple[CompoundModel | None, dict[str, Any]]:
+    """The trained compound model (eval mode; None when the stage had no CE data and fell back to zero-shot
+    scores) and its metadata; foreign or corrupt files raise CheckpointError."""
+    checkpoint = read_checkpoint(path, "missing: run `abaw compound` first")
+    if checkpoint.get("zero_shot_only") is True:
+        return None, dict(checkpoint.get("meta", {}))
+    return rebuild(path, checkpoint, "compound", lambda c: from_spec(CompoundModel, c))

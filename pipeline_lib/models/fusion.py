@@ -21,19 +21,19 @@ to split it, so the window dataset and sliding inference stay unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import torch
 from torch import nn
 
-from pipeline_lib.models.heads import HEAD_OUTPUTS
+from pipeline_lib.artifacts.checkpoints import from_spec, read_checkpoint, rebuild
+from pipeline_lib.data.labels import BASIC_KEYS, TASKS
 from pipeline_lib.models.registry import Registry
 from pipeline_lib.models.temporal import TemporalModel
 
-__all__ = ["DEPENDENCIES", "FUSIONS", "DependentHeads", "FusionModel", "PREDICTION_SLICES", "PREDICTION_WIDTH",
-           "TASKS"]
-
-TASKS: Final[tuple[str, ...]] = ("va", "expr", "au")
+__all__ = ["DEPENDENCIES", "FUSIONS", "DependentHeads", "FusionModel", "load_fusion_model", "PREDICTION_SLICES",
+           "PREDICTION_WIDTH"]
 
 FusionBuilder = Callable[..., nn.Module]
 FUSIONS: Registry[FusionBuilder] = Registry("fusion")
@@ -55,11 +55,11 @@ class ConcatFusion(nn.Module):
         super().__init__()
         self.temporal = TemporalModel(sum(widths), encoder, hidden, encoder_kwargs=encoder_kwargs)
         self.project = nn.ModuleDict({t: nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout))
-                                      for t in TASKS})
+                                      for t in BASIC_KEYS})
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         shared = self.temporal(x, mask)  # (B, T, H)
-        return {t: shared + self.project[t](shared) for t in TASKS}  # task -> (B, T, H)
+        return {t: shared + self.project[t](shared) for t in BASIC_KEYS}  # task -> (B, T, H)
 
 
 @FUSIONS.register("attention")
@@ -72,7 +72,7 @@ class AttentionFusion(nn.Module):
         self.widths = list(widths)
         self.inputs = nn.ModuleList(nn.Sequential(nn.LayerNorm(w), nn.Linear(w, hidden)) for w in widths)
         self.source_embed = nn.Parameter(torch.zeros(len(widths), hidden))  # which source a token is
-        self.queries = nn.Parameter(torch.randn(len(TASKS), hidden) * 0.02)  # (K, H) one per task
+        self.queries = nn.Parameter(torch.randn(len(BASIC_KEYS), hidden) * 0.02)  # (K, H) one per task
         self.attend = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(hidden)
         self.temporal = TemporalModel(hidden, encoder, hidden, encoder_kwargs=encoder_kwargs)
@@ -84,11 +84,11 @@ class AttentionFusion(nn.Module):
         tokens = tokens.reshape(b * t, len(self.widths), -1)  # (B*T, S, H): attention within each frame
         queries = self.queries.expand(b * t, -1, -1)  # (B*T, K, H)
         fused, _ = self.attend(queries, tokens, tokens, need_weights=False)  # (B*T, K, H)
-        fused = self.norm(fused + queries).reshape(b, t, len(TASKS), -1).permute(0, 2, 1, 3)  # (B, K, T, H)
-        streams = self.temporal(fused.reshape(b * len(TASKS), t, -1),
-                                mask.repeat_interleave(len(TASKS), dim=0))  # (B*K, T, H)
-        streams = streams.reshape(b, len(TASKS), t, -1)
-        return {task: streams[:, k] for k, task in enumerate(TASKS)}  # task -> (B, T, H)
+        fused = self.norm(fused + queries).reshape(b, t, len(BASIC_KEYS), -1).permute(0, 2, 1, 3)  # (B, K, T, H)
+        streams = self.temporal(fused.reshape(b * len(BASIC_KEYS), t, -1),
+                                mask.repeat_interleave(len(BASIC_KEYS), dim=0))  # (B*K, T, H)
+        streams = streams.reshape(b, len(BASIC_KEYS), t, -1)
+        return {task: streams[:, k] for k, task in enumerate(BASIC_KEYS)}  # task -> (B, T, H)
 
 
 def _linear(in_dim: int, out: int, dropout: float) -> nn.Sequential:
@@ -101,10 +101,10 @@ class IndependentHeads(nn.Module):
 
     def __init__(self, hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.heads = nn.ModuleDict({t: _linear(hidden, HEAD_OUTPUTS[t], dropout) for t in TASKS})
+        self.heads = nn.ModuleDict({t: _linear(hidden, TASKS[t].outputs, dropout) for t in BASIC_KEYS})
 
     def forward(self, streams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = {t: self.heads[t](streams[t]) for t in TASKS}
+        out = {t: self.heads[t](streams[t]) for t in BASIC_KEYS}
         out["va"] = torch.tanh(out["va"])  # (B, T, 2)
         return out
 
@@ -119,11 +119,11 @@ class DependentHeads(nn.Module):
     def __init__(self, hidden: int, feeds: Literal["predictions", "features"], dropout: float = 0.0) -> None:
         super().__init__()
         self.feeds = feeds
-        extra = 1 + HEAD_OUTPUTS["au"] if feeds == "predictions" else 2 * hidden
+        extra = 1 + TASKS["au"].outputs if feeds == "predictions" else 2 * hidden
         self.valence = _linear(hidden, 1, dropout)
-        self.au = _linear(hidden, HEAD_OUTPUTS["au"], dropout)
+        self.au = _linear(hidden, TASKS["au"].outputs, dropout)
         self.arousal = _linear(hidden + extra, 1, dropout)
-        self.expr = _linear(hidden + extra, HEAD_OUTPUTS["expr"], dropout)
+        self.expr = _linear(hidden + extra, TASKS["expr"].outputs, dropout)
 
     def forward(self, streams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         valence = torch.tanh(self.valence(streams["va"]))  # (B, T, 1)
@@ -149,19 +149,19 @@ def feature_feedback_heads(hidden: int, dropout: float = 0.0) -> DependentHeads:
     return DependentHeads(hidden, "features", dropout)
 
 
-PREDICTION_WIDTH: Final[int] = sum(HEAD_OUTPUTS[t] for t in TASKS)  # VA 2 + EXPR 8 + AU 12
+PREDICTION_WIDTH: Final[int] = sum(TASKS[t].outputs for t in BASIC_KEYS)  # VA 2 + EXPR 8 + AU 12
 # Where each task sits in a (.., 22) row of predictions (VA values, EXPR and AU probabilities): the layout of
 # the residual model's `predictions` source and of what `predict_fusion` joins.
 PREDICTION_SLICES: Final[dict[str, slice]] = {
-    t: slice(sum(HEAD_OUTPUTS[u] for u in TASKS[:k]), sum(HEAD_OUTPUTS[u] for u in TASKS[:k + 1]))
-    for k, t in enumerate(TASKS)}
+    t: slice(sum(TASKS[u].outputs for u in BASIC_KEYS[:k]), sum(TASKS[u].outputs for u in BASIC_KEYS[:k + 1]))
+    for k, t in enumerate(BASIC_KEYS)}
 _EPS: Final[float] = 1e-4
 
 
 def _from_predictions(base: torch.Tensor) -> dict[str, torch.Tensor]:
     """(B, T, 22) task-model predictions (VA values, EXPR and AU probabilities) -> the heads' output space:
     VA values, EXPR log-probabilities (logits up to a constant), AU logits."""
-    va, expr, au = (base[..., PREDICTION_SLICES[t]].float() for t in TASKS)
+    va, expr, au = (base[..., PREDICTION_SLICES[t]].float() for t in BASIC_KEYS)
     return {"va": va.clamp(-1.0, 1.0), "expr": expr.clamp_min(_EPS).log(),
             "au": torch.logit(au.clamp(_EPS, 1 - _EPS))}
 
@@ -178,6 +178,9 @@ class FusionModel(nn.Module):
     so before training the model predicts exactly what the task models did, and every epoch of joint training
     has to earn its keep on the validation MTL score against that starting point.
     """
+
+    mean: torch.Tensor  # registered buffers (D,)
+    std: torch.Tensor
 
     def __init__(self, widths: Sequence[int], fusion: str = "concat", dependency: str = "independent",
                  hidden: int = 128, encoder: str = "transformer", encoder_kwargs: dict[str, Any] | None = None,
@@ -215,3 +218,9 @@ class FusionModel(nn.Module):
             outputs = {"va": (base["va"] + outputs["va"]).clamp(-1.0, 1.0), "expr": base["expr"] + outputs["expr"],
                        "au": base["au"] + outputs["au"]}
         return outputs, streams
+
+
+def load_fusion_model(path: Path) -> tuple[FusionModel, dict[str, Any]]:
+    """The trained fusion model (eval mode) and its metadata; foreign or corrupt files raise CheckpointError."""
+    checkpoint = read_checkpoint(path, "missing: run `abaw fusion` first")
+    return rebuild(path, checkpoint, "fusion", lambda c: from_spec(FusionModel, c))

@@ -15,21 +15,21 @@ from typing import Final
 import torch
 from torch import nn
 
-from pipeline_lib.data.labels import AU_NAMES, EXPR_NAMES, VA_NAMES, Task
+from pipeline_lib.data.labels import BASIC_KEYS, TASKS, Task, TaskKind, task_spec
 
-__all__ = ["AUHead", "ExprHead", "HEAD_OUTPUTS", "TaskHead", "VAHead", "build_head"]
-
-HEAD_OUTPUTS: Final[dict[str, int]] = {"va": len(VA_NAMES), "expr": len(EXPR_NAMES), "au": len(AU_NAMES)}
+__all__ = ["AUHead", "ExprHead", "TaskHead", "VAHead", "build_head"]
 
 
 class TaskHead(nn.Module):
     """Dropout -> Linear(in_dim, outputs), applied to every frame."""
 
-    outputs: int
+    outputs: int  # the task's width unless the constructor is given another
 
-    def __init__(self, in_dim: int, dropout: float = 0.0) -> None:
+    def __init__(self, in_dim: int, dropout: float = 0.0, outputs: int | None = None) -> None:
         super().__init__()
         self.in_dim = in_dim
+        if outputs is not None:
+            self.outputs = outputs
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(in_dim, self.outputs)
 
@@ -41,32 +41,34 @@ class TaskHead(nn.Module):
 
 
 class VAHead(TaskHead):
-    """Valence and arousal in [-1, 1]: Linear -> tanh."""
+    """Valence and arousal in [-1, 1]: Linear -> tanh (the regression kind)."""
 
-    outputs = HEAD_OUTPUTS["va"]
+    outputs = TASKS["va"].outputs
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.tanh(super().forward(hidden))  # (..., 2)
 
 
 class ExprHead(TaskHead):
-    """Logits of the 8 expressions (labels.EXPR_NAMES order)."""
+    """Logits of the 8 expressions (labels.EXPR_NAMES order): the multiclass kind."""
 
-    outputs = HEAD_OUTPUTS["expr"]
+    outputs = TASKS["expr"].outputs
 
 
 class AUHead(TaskHead):
-    """Logits of the 12 action units (labels.AU_NAMES order), one independent sigmoid each."""
+    """Logits of the 12 action units (labels.AU_NAMES order), one independent sigmoid each: the multilabel kind."""
 
-    outputs = HEAD_OUTPUTS["au"]
+    outputs = TASKS["au"].outputs
 
 
-_HEADS: Final[dict[str, type[TaskHead]]] = {"va": VAHead, "expr": ExprHead, "au": AUHead}
+_HEADS: Final[dict[TaskKind, type[TaskHead]]] = {"regression": VAHead, "multiclass": ExprHead, "multilabel": AUHead}
 
 
 def build_head(task: str | Task, in_dim: int, dropout: float = 0.0) -> TaskHead:
-    """The head of `task` ("va", "expr", "au", any case, or a labels.Task) on hidden width `in_dim`."""
-    key = (task.value if isinstance(task, Task) else str(task)).lower()
-    if key not in _HEADS:
-        raise ValueError(f"no head for task {task!r}; known: {', '.join(_HEADS)}")
-    return _HEADS[key](in_dim, dropout)
+    """The head of `task` ("va", "expr", "au", any case, or a labels.Task) on hidden width `in_dim`.
+
+    CE has none here: its head belongs to the compound model, which the curriculum trains."""
+    spec = task_spec(task)
+    if not spec.columns:
+        raise ValueError(f"no head for task {task!r}; known: {', '.join(BASIC_KEYS)}")
+    return _HEADS[spec.kind](in_dim, dropout, spec.outputs)

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -26,9 +27,13 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from pipeline_lib.artifacts.checkpoints import read_checkpoint
+from pipeline_lib.data.errors import CheckpointError
 from pipeline_lib.models.registry import Registry
 
 __all__ = ["IMAGE_MEAN", "IMAGE_STD", "MAE", "MAEConfig", "MAEOutput", "MODELS", "config_by_name", "list_configs",
+           "load_mae",
+           "read_mae_checkpoint",
            "masked_patch_loss", "normalize", "patchify", "random_masking", "register_config", "sincos_pos_embed_2d",
            "unpatchify"]
 
@@ -238,6 +243,9 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 class MAE(nn.Module):
     """ViT encoder on the kept patches + light transformer decoder that predicts every patch's pixels."""
 
+    pos_embed: torch.Tensor  # registered buffers (1, 1 + N, width) and (1, 1 + N, decoder_width)
+    decoder_pos_embed: torch.Tensor
+
     def __init__(self, config: MAEConfig) -> None:
         super().__init__()
         self.config = config
@@ -249,7 +257,9 @@ class MAE(nn.Module):
         # Fixed, not learned, so not in the state dict: rebuilt from the config. The cls token's row is zero.
         self.register_buffer("pos_embed", torch.cat([torch.zeros(1, c.width), sincos_pos_embed_2d(
             c.width, grid, grid)])[None], persistent=False)  # (1, 1 + N, width)
-        self.blocks = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, qkv_bias=True, norm_layer=_LayerNorm)
+        # timm annotates norm_layer as a class; it only calls it, so the partial works
+        self.blocks = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, qkv_bias=True,
+                                          norm_layer=_LayerNorm)  # type: ignore[arg-type]
                                     for _ in range(c.depth))
         self.norm = _LayerNorm(c.width)
         # Decoder.
@@ -258,7 +268,8 @@ class MAE(nn.Module):
         self.register_buffer("decoder_pos_embed", torch.cat([torch.zeros(1, c.decoder_width), sincos_pos_embed_2d(
             c.decoder_width, grid, grid)])[None], persistent=False)  # (1, 1 + N, decoder_width)
         self.decoder_blocks = nn.ModuleList(
-            Block(c.decoder_width, c.decoder_heads, c.mlp_ratio, qkv_bias=True, norm_layer=_LayerNorm)
+            Block(c.decoder_width, c.decoder_heads, c.mlp_ratio, qkv_bias=True,
+                  norm_layer=_LayerNorm)  # type: ignore[arg-type]  # a class in timm's annotation; see above
             for _ in range(c.decoder_depth))
         self.decoder_norm = _LayerNorm(c.decoder_width)
         self.decoder_pred = nn.Linear(c.decoder_width, c.patch_size ** 2 * 3)
@@ -269,6 +280,7 @@ class MAE(nn.Module):
         """As in the paper: xavier-uniform Linear (and the patch conv seen as a Linear), tokens N(0, 0.02)."""
         weight = self.patch_embed.weight
         nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+        assert self.patch_embed.bias is not None  # the Conv2d is built with its bias (the default)
         nn.init.zeros_(self.patch_embed.bias)
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
@@ -356,3 +368,23 @@ class MAE(nn.Module):
         hidden = unpatchify(target * (1 - masked), p, size, size)
         filled = unpatchify(target * (1 - masked) + pred.to(target.dtype) * masked, p, size, size)
         return hidden, filled
+
+
+def read_mae_checkpoint(path: Path) -> dict[str, Any]:
+    """An MAE checkpoint dict (model weights, config, metadata); a missing or foreign file raises CheckpointError."""
+    checkpoint = read_checkpoint(path, "missing: run `abaw pretrain` first")
+    if "model" not in checkpoint or "config" not in checkpoint:
+        raise CheckpointError(path, "not an MAE checkpoint (expected keys 'model' and 'config')")
+    return checkpoint
+
+
+def load_mae(path: Path) -> tuple[MAE, dict[str, Any]]:
+    """The pretrained MAE (eval mode) and the checkpoint's metadata."""
+    checkpoint = read_mae_checkpoint(path)
+    try:
+        model = MAE(config_by_name(checkpoint["config"]["name"], **checkpoint["config"]["overrides"]))
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"weights do not fit the stored config ({str(exc).splitlines()[0][:200]})") \
+            from None
+    return model.eval(), checkpoint.get("meta", {})

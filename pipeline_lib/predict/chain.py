@@ -19,23 +19,22 @@ import torch
 
 from pipeline_lib.config import Params
 from pipeline_lib.data.errors import DataError
-from pipeline_lib.data.labels import CE_NAMES, EXPR_NAMES
+from pipeline_lib.data.labels import BASIC_KEYS, CE_NAMES, EXPR_NAMES
+from pipeline_lib.faces.extract import extract_faces
+from pipeline_lib.faces.runner import extract_settings
+from pipeline_lib.faces.store import read_track_info
 from pipeline_lib.features.encode import EXTRACTORS, build_extractor, extractor_checkpoint, extractor_features
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.windows import VideoArrays
-from pipeline_lib.faces.extract import ExtractSettings, extract_faces
-from pipeline_lib.faces.store import read_track_info
 from pipeline_lib.metrics import smooth_va
-from pipeline_lib.models.compound import zero_shot_probabilities, zero_shot_scores
+from pipeline_lib.models.compound import load_compound_model, zero_shot_probabilities, zero_shot_scores
+from pipeline_lib.models.fusion import load_fusion_model
+from pipeline_lib.models.task_network import load_task_network
 from pipeline_lib.predict.render import FramePredictions
 from pipeline_lib.train.compound import predict_compound
-from pipeline_lib.train.compound_run import load_compound_model
 from pipeline_lib.train.fusion import predict_fusion
 from pipeline_lib.train.fusion_data import prediction_source
-from pipeline_lib.train.fusion_run import load_fusion_model
-from pipeline_lib.train.task_data import TASKS
-from pipeline_lib.train.temporal import predict_videos
-from pipeline_lib.train.temporal_run import load_task_network
+from pipeline_lib.train.sliding import predict_videos
 
 __all__ = ["ChainResult", "predict_video", "probe_fps", "summary"]
 
@@ -83,16 +82,13 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
              "compound": models_dir / "compound" / "compound.pt"}
     fusion, fusion_meta = load_fusion_model(paths["fusion"])
     compound, compound_meta = load_compound_model(paths["compound"])
-    networks = {t: load_task_network(models_dir / "temporal" / t / "temporal.pt") for t in TASKS}
+    networks = {t: load_task_network(models_dir / "temporal" / t / "temporal.pt") for t in BASIC_KEYS}
     s = params.faces
     with tempfile.TemporaryDirectory(prefix="abaw-predict-") as tmp:
         store = Path(tmp) / "faces.h5"
         on_step("faces")
         detector = FaceDetector(device=s.device, max_side=s.max_side, min_face_fraction=s.min_face_fraction)
-        settings = ExtractSettings(batch_size=s.batch_size, keyframe_interval=s.keyframe_interval,
-                                   min_score=s.min_score, track_min_score=s.track_min_score,
-                                   max_motion=s.max_motion, min_inside=s.min_inside, fill_gap=s.fill_gap)
-        _, report = extract_faces(video, [(None, store)], detector, [{"source": video.name}], settings)
+        _, report = extract_faces(video, [(None, store)], detector, [{"source": video.name}], extract_settings(s))
         if report.frames_decoded == 0:
             raise DataError(video, f"not a readable video ({report.error or 'no frame decoded'})")
         if report.error:

@@ -9,13 +9,11 @@ in decode order, as `faces.extract.decode_batches` indexes them.
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, Literal, cast
 
 import av
 import numpy as np
@@ -27,6 +25,7 @@ from matplotlib.patches import Patch
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline_lib.data.labels import AU_NAMES, CE_NAMES, EXPR_NAMES
+from pipeline_lib.files import atomic_path
 
 __all__ = ["CSV_COLUMNS", "ENCODERS", "FramePredictions", "timeline_png", "write_csv", "write_overlay"]
 
@@ -34,9 +33,11 @@ CSV_COLUMNS: Final[tuple[str, ...]] = (
     "frame", "time", "face_present", "valence", "arousal", "expression", *(f"p_{n}" for n in EXPR_NAMES),
     *AU_NAMES, "compound", *(f"p_{n}" for n in CE_NAMES),
 )
-ENCODERS: Final[tuple[str, ...]] = ("libx264", "mpeg4")  # the first one this PyAV build can encode with is used
-_TAB10: Final = colormaps["tab10"]
-_COLOURS: Final[list[tuple[int, int, int]]] = [tuple(round(255 * c) for c in _TAB10(i)[:3]) for i in range(10)]
+# The first one this PyAV build can encode with is used.
+ENCODERS: Final[tuple[Literal["libx264", "mpeg4"], ...]] = ("libx264", "mpeg4")
+_TAB10: Final = cast(ListedColormap, colormaps["tab10"])  # a listed colormap: 10 colours
+_COLOURS: Final[list[tuple[int, int, int]]] = [cast(tuple[int, int, int], tuple(round(255 * c) for c in _TAB10(i)[:3]))
+                                               for i in range(10)]
 _WIDTHS: Final = {"boxes": 4, "va": 2, "expr": len(EXPR_NAMES), "au": len(AU_NAMES), "ce": len(CE_NAMES)}
 
 
@@ -77,26 +78,11 @@ def _argmax(probs: np.ndarray) -> np.ndarray:
     return np.argmax(np.nan_to_num(probs, nan=-np.inf), axis=1)
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temp name beside `path` that replaces it on success; readers never see a half-written output.
-
-    The temp name keeps the suffix so writers that infer the format from it still can.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_csv(path: Path, preds: FramePredictions) -> Path:
     """One row a frame with CSV_COLUMNS; prediction cells are empty where no face was found."""
     expr, ce = _argmax(preds.expr), _argmax(preds.ce)  # (T,), (T,)
     blank = [""] * (len(CSV_COLUMNS) - 3)
-    with _atomic(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_path(path, keep_suffix=True) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for i in range(preds.n_frames):
@@ -113,7 +99,7 @@ def _fmt(values: np.ndarray) -> list[str]:
     return [f"{v:.4f}" for v in values.tolist()]
 
 
-def _encoder() -> str:
+def _encoder() -> Literal["libx264", "mpeg4"]:
     for name in ENCODERS:
         try:
             av.codec.Codec(name, "w")
@@ -178,7 +164,8 @@ def write_overlay(video: Path, out: Path, preds: FramePredictions) -> Path:
     column/row; frames whose size differs from the first one's are resized to it.
     """
     codec = _encoder()
-    with av.open(str(video)) as source, _atomic(out) as tmp, av.open(str(tmp), "w", format="mp4") as sink:
+    with (av.open(str(video)) as source, atomic_path(out, keep_suffix=True) as tmp,
+          av.open(str(tmp), "w", format="mp4") as sink):
         if not source.streams.video:
             raise ValueError(f"{video.name}: no video stream")
         stream = source.streams.video[0]
@@ -189,12 +176,14 @@ def write_overlay(video: Path, out: Path, preds: FramePredictions) -> Path:
             image = frame.to_image()  # RGB
             if encoder is None:
                 size = image.size
-                font = ImageFont.load_default(size=max(9, round(size[1] / 28)))
+                # with a size, Pillow's default font is a FreeType one
+                font = cast(ImageFont.FreeTypeFont, ImageFont.load_default(size=max(9, round(size[1] / 28))))
                 encoder = sink.add_stream(codec, rate=rate)
                 encoder.width, encoder.height, encoder.pix_fmt = size[0] + size[0] % 2, size[1] + size[1] % 2, "yuv420p"
                 if codec == "libx264":
                     encoder.options = {"crf": "20", "preset": "veryfast"}
             if i < preds.n_frames:
+                assert font is not None  # loaded with the encoder, on the first frame
                 _draw(image, preds, i, font)
             if image.size != size:
                 image = image.resize(size)
@@ -240,7 +229,8 @@ def timeline_png(path: Path, preds: FramePredictions, title: str) -> Path:
     figure.colorbar(image, cax=colourbar, label="probability")
     compound = np.where(preds.present, _argmax(preds.ce), np.nan)[None]  # (1, T)
     axes[3].imshow(np.ma.masked_invalid(compound), extent=(*extent, 0.5, -0.5), aspect="auto", interpolation="nearest",
-                   cmap=ListedColormap(_TAB10.colors[: len(CE_NAMES)]), vmin=-0.5, vmax=len(CE_NAMES) - 0.5)
+                   cmap=ListedColormap(cast(tuple[Any, ...], _TAB10.colors)[: len(CE_NAMES)]),  # tab10's colours
+                   vmin=-0.5, vmax=len(CE_NAMES) - 0.5)
     axes[3].set_yticks([0], ["compound"], fontsize=7)
     axes[3].legend(handles=[Patch(color=_TAB10(k), label=n) for k, n in enumerate(CE_NAMES)], fontsize=7,
                    loc="upper left", bbox_to_anchor=(1.01, 1.6), frameon=False)
@@ -252,6 +242,6 @@ def timeline_png(path: Path, preds: FramePredictions, title: str) -> Path:
     axes[0].set_xlim(*extent)
     axes[-1].set_xlabel("time (s)")
     figure.suptitle(title, fontsize=10)
-    with _atomic(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     return path

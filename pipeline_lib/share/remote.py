@@ -19,14 +19,17 @@ from typing import Any, Literal
 
 import yaml
 
+from pipeline_lib.config import ConfigError
+
 __all__ = ["RemoteError", "RemoteInfo", "SyncReport", "check_remote", "push", "pull"]
 
 # Error codes an S3-compatible server answers when the key or secret is wrong or lacks rights.
 _CREDENTIAL_HINTS = ("access key", "accesskey", "signature", "credential", "token", "forbidden", "access denied")
 
 
-class RemoteError(Exception):
-    """The remote cannot be used as configured; the message is one line naming it."""
+class RemoteError(ConfigError):
+    """The remote cannot be used as configured; the message is one line naming it (a ConfigError, so every
+    stage reports it as one)."""
 
     def __init__(self, name: str, url: str | None, problem: str) -> None:
         super().__init__(name, url, problem)
@@ -120,7 +123,7 @@ def _probe(remote: Any, info: RemoteInfo, purpose: Literal["push", "pull"]) -> N
                 raise RemoteError(info.name, info.url, f"the parent folder {parent} does not exist")
     except RemoteError:
         raise
-    except Exception as exc:  # noqa: BLE001 - every client library raises its own types; all are reported
+    except Exception as exc:
         raise RemoteError(info.name, info.url, _explain(exc, info)) from None
 
 

@@ -24,17 +24,17 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from pipeline_lib.config import CompoundSettings
 from pipeline_lib.data.labels import CE_NAMES
+from pipeline_lib.features.normalize import feature_stats
 from pipeline_lib.features.windows import VideoArrays, WindowDataset
 from pipeline_lib.metrics import ce_f1
 from pipeline_lib.models.compound import CompoundModel, zero_shot_scores
 from pipeline_lib.models.temporal import kwargs_for_encoder
 from pipeline_lib.train.compound_data import COL_BASIC, COL_CE
 from pipeline_lib.train.curriculum import CurriculumBatches, Stage, epoch_shares
-from pipeline_lib.train.losses import class_weights, expr_loss
 from pipeline_lib.train.loop import fit
+from pipeline_lib.train.losses import class_weights, expr_loss
 from pipeline_lib.train.sliding import sliding_predict
 from pipeline_lib.train.synthetic import SyntheticCompound
-from pipeline_lib.train.temporal import feature_stats
 
 __all__ = ["TrainedCompound", "ce_class_f1", "constituent_loss", "predict_compound", "score_compound", "train_compound"]
 
@@ -176,9 +176,13 @@ def train_compound(basic_train: Sequence[VideoArrays], compound_train: Sequence[
     best_state: dict[str, torch.Tensor] | None = None
     offset = 0
     for stage in stages:
+        def stage_epoch(e: int, loss: float, val: float, offset: int = offset) -> None:
+            assert on_epoch is not None  # passed on only when there is one
+            on_epoch(offset + e, loss, val)
+
         fitted = fit(model, batches, batch_loss, validate if val else None, "f1_macro", epochs=stage.epochs,
                      lr=settings.lr, weight_decay=settings.weight_decay, on_epoch=None if on_epoch is None else
-                     lambda e, loss, val, offset=offset: on_epoch(offset + e, loss, val))
+                     stage_epoch, name=f"compound (curriculum stage {stages.index(stage) + 1} of {len(stages)})")
         result.train_loss += fitted.train_loss
         result.val_f1 += fitted.val_metric
         result.seconds += fitted.seconds

@@ -19,15 +19,15 @@ from typing import Final
 import numpy as np
 import torch
 
+from pipeline_lib.artifacts.predictions import read_fusion_predictions
 from pipeline_lib.data.errors import DataError
-from pipeline_lib.data.labels import CLASS_INVALID, COL_EXPR
+from pipeline_lib.data.labels import CLASS_INVALID, COL_EXPR, fit_frames
 from pipeline_lib.data.manifest import VideoEntry, load_labels
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.models.compound import zero_shot_scores
 from pipeline_lib.train.fusion_data import frame_sources
-from pipeline_lib.train.fusion_run import read_fusion_predictions
 
 __all__ = ["COL_BASIC", "COL_CE", "CompoundData", "load_compound_data"]
 
@@ -77,10 +77,8 @@ class CompoundData:
 
 
 def _fit(values: np.ndarray, n: int) -> np.ndarray:
-    out = np.full(n, float(CLASS_INVALID), np.float32)
-    m = min(n, len(values))
-    out[:m] = values[:m]
-    return out
+    """(T',) class labels as (n,) float32, cut or padded with the not-annotated marker."""
+    return fit_frames(values, np.full(n, float(CLASS_INVALID), np.float32))
 
 
 def load_compound_data(raw_dir: Path, store: FeatureStore, fusion_predictions: Path, extractors: list[str],

@@ -17,36 +17,22 @@ from typing import Any
 import numpy as np
 
 from pipeline_lib import __version__
+from pipeline_lib.artifacts.checkpoints import save_spec_model, write_checkpoint
+from pipeline_lib.artifacts.predictions import write_groups
 from pipeline_lib.config import CompoundSettings
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import CE_NAMES, EXPR_NAMES
 from pipeline_lib.data.manifest import format_splits
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.features.windows import VideoArrays, WindowDataset
-from pipeline_lib.models.compound import CompoundModel, zero_shot_probabilities
-from pipeline_lib.train.checkpoint import from_spec, read_checkpoint, rebuild, save_spec_model, write_checkpoint
-from pipeline_lib.train.predictions import read_video_groups, write_groups
-from pipeline_lib.train.compound import (TrainedCompound, ce_class_f1, predict_compound, score_compound,
-                                         train_compound)
+from pipeline_lib.models.compound import zero_shot_probabilities
+from pipeline_lib.train.compound import TrainedCompound, ce_class_f1, predict_compound, score_compound, train_compound
 from pipeline_lib.train.compound_data import COL_BASIC, COL_CE, CompoundData, load_compound_data
 from pipeline_lib.train.curriculum import Stage, curriculum_stages, direct_stages
 from pipeline_lib.train.synthetic import SyntheticCompound, pure_windows
 
-__all__ = ["load_compound_model", "read_compound_predictions", "run_compound"]
+__all__ = ["run_compound"]
 
-
-def load_compound_model(path: Path) -> tuple[CompoundModel | None, dict[str, Any]]:
-    """The trained compound model (eval mode; None when the stage had no CE data and fell back to zero-shot
-    scores) and its metadata; foreign or corrupt files raise CheckpointError."""
-    checkpoint = read_checkpoint(path, "missing: run `abaw compound` first")
-    if checkpoint.get("zero_shot_only") is True:
-        return None, dict(checkpoint.get("meta", {}))
-    return rebuild(path, checkpoint, "compound", lambda c: from_spec(CompoundModel, c))
-
-
-def read_compound_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
-    """{video: {"ce", "zero_shot", "valid", ["basic"]}} and the file's metadata."""
-    return read_video_groups(path)
 
 
 def _write_predictions(path: Path, data: CompoundData, predicted: list[dict[str, np.ndarray]],
@@ -179,10 +165,14 @@ def run_compound(raw_dir: Path, store_path: Path, fusion_predictions: Path, sett
     for run_seed in seeds:
         for name, stages in runs.items():
             compound_train = [] if name == "synthetic_only" else data.compound_train
+
+            def run_epoch(e: int, loss: float, val: float, name: str = name) -> None:
+                assert on_epoch is not None  # passed on only when there is one
+                on_epoch(name, e, loss, val)
+
             trained = train_compound(data.basic_train, compound_train, data.val, settings, window, stages,
                                      seed=run_seed, per_epoch=per_epoch if name == "synthetic_only" else None,
-                                     on_epoch=None if on_epoch is None or run_seed != seed else
-                                     lambda e, loss, val, name=name: on_epoch(name, e, loss, val))
+                                     on_epoch=None if on_epoch is None or run_seed != seed else run_epoch)
             per_epoch = trained.per_epoch if name == "curriculum" else per_epoch  # synthetic_only: same budget
             if data.val:
                 scores[name].append(trained.best["f1_macro"])

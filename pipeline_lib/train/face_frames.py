@@ -17,20 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline_lib.data.errors import DataError
+from pipeline_lib.faces.store import open_face_store
 
-__all__ = ["FaceFrames", "face_augmentation", "open_face_store"]
+__all__ = ["FaceFrames", "face_augmentation"]
 
 _TRACK = ("present", "filled")  # the per-frame arrays the index is built from
-
-
-def open_face_store(path: Path) -> h5py.File:
-    """A face store opened read-only; a truncated or foreign file raises DataError naming it."""
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise DataError(path, f"unreadable face store ({reason}); re-run `abaw faces` to rebuild it") from None
 
 
 class FaceFrames(Dataset[torch.Tensor]):

@@ -20,31 +20,34 @@ and the report says so (`best_epoch: 0`).
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from pipeline_lib.artifacts.checkpoints import read_checkpoint, write_checkpoint
 from pipeline_lib.config import FinetuneSettings
 from pipeline_lib.data.errors import DataError
+from pipeline_lib.data.labels import BASIC_KEYS, TASKS
 from pipeline_lib.data.manifest import load_labels
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
+from pipeline_lib.faces.store import open_face_store
 from pipeline_lib.features.encode import encode_crops
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.windows import VideoArrays
-from pipeline_lib.metrics import TASK_METRICS
-from pipeline_lib.models.heads import HEAD_OUTPUTS, TaskHead, build_head
-from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE
-from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
-from pipeline_lib.train.face_frames import face_augmentation, open_face_store
-from pipeline_lib.train.pretrain import load_mae
+from pipeline_lib.models.heads import TaskHead, build_head
+from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE, load_mae
+from pipeline_lib.models.task_network import activate
+from pipeline_lib.train.face_frames import face_augmentation
+from pipeline_lib.train.loop import fit
+from pipeline_lib.train.losses import task_loss
+from pipeline_lib.train.scoring import score_task
 from pipeline_lib.train.task_data import task_labels
-from pipeline_lib.train.temporal import activate, score_task, task_loss
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -127,7 +130,7 @@ def _validate(encoder: MAE, head: TaskHead, videos: Sequence[FaceVideo], task: s
             outputs.append(activate(task, head(torch.from_numpy(features).to(device))).cpu().numpy())
         arrays.append(VideoArrays(video.name, features, video.present, video.labels,
                                   video.annotated & video.present[:, None]))
-    return score_task(task, outputs, arrays)[TASK_METRICS[task].name]
+    return score_task(task, outputs, arrays)[TASKS[task].metric]
 
 
 def _linear_probe(encoder: MAE, head: TaskHead, videos: Sequence[FaceVideo], loss: Loss,
@@ -172,7 +175,7 @@ def finetune_encoder(train: Sequence[FaceVideo], val: Sequence[FaceVideo], task:
     on_epoch(epoch, train_loss, val_score) is called after the linear probe (epoch 0, loss nan) and every
     fine-tuning epoch.
     """
-    if task not in HEAD_OUTPUTS:
+    if task not in BASIC_KEYS:
         raise ValueError(f"unknown task {task!r} (va, expr, au)")
     train = [v for v in train if len(v.usable) >= settings.frames_per_video]
     if not train:
@@ -187,51 +190,62 @@ def finetune_encoder(train: Sequence[FaceVideo], val: Sequence[FaceVideo], task:
     encoder = load_mae(checkpoint)[0].to(device)
     head = build_head(task, encoder.config.width).to(device)
     loss = _loss(task, train)
-    result = FinetuneResult(task, TASK_METRICS[task].name, 0, train_videos=len(train), val_videos=len(val))
+    result = FinetuneResult(task, TASKS[task].metric, 0, train_videos=len(train), val_videos=len(val))
 
     encoder.requires_grad_(False)
     _linear_probe(encoder, head, train, loss, settings, device)
-    result.scores.append(_validate(encoder, head, val, task, settings.batch_size, device))
+    probe = _validate(encoder, head, val, task, settings.batch_size, device)
     if on_epoch:
-        on_epoch(0, float("nan"), result.scores[0])
-    best = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict()))
+        on_epoch(0, float("nan"), probe)
 
     _trainable(encoder, settings.blocks)
     optimizer = torch.optim.AdamW(_parameter_groups(encoder, head, settings), weight_decay=settings.weight_decay)
     augment = face_augmentation(encoder.config.image_size, settings.crop_scale_min, settings.flip,
                                 settings.color_jitter, IMAGE_MEAN, IMAGE_STD)
-    rng = np.random.default_rng(seed)
-    per_batch = min(settings.videos_per_batch, len(train))
-    for epoch in range(1, settings.epochs + 1 if settings.blocks else 1):  # blocks 0: the linear probe alone
-        encoder.train()
-        total = 0.0
-        for _ in range(settings.steps_per_epoch):
-            images, labels, masks = [], [], []
-            for index in rng.choice(len(train), per_batch, replace=False):
-                video = train[index]
-                rows = np.sort(rng.choice(video.usable, settings.frames_per_video, replace=False))
-                crops = torch.as_tensor(video.crops[rows]).permute(0, 3, 1, 2)  # (F, 3, S, S) uint8
-                images.append(torch.stack([augment(crop) for crop in crops]))
-                labels.append(torch.as_tensor(video.labels[rows]))
-                masks.append(torch.as_tensor(video.annotated[rows]))
-            pooled = encoder.encode(torch.cat(images).to(device))  # (V * F, D)
-            outputs = head(_centred(pooled, per_batch))
-            step_loss = loss(outputs, torch.cat(labels).to(device), torch.cat(masks).to(device))
-            optimizer.zero_grad()
-            step_loss.backward()
-            optimizer.step()
-            total += step_loss.item()
-        result.losses.append(total / settings.steps_per_epoch)
-        result.scores.append(_validate(encoder, head, val, task, settings.batch_size, device))
-        if result.scores[-1] > result.scores[result.best_epoch]:
-            result.best_epoch = epoch
-            best = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict()))
-        if on_epoch:
-            on_epoch(epoch, result.losses[-1], result.scores[-1])
-    encoder.load_state_dict(best[0])
+    batches = _FrameBatches(train, settings, augment, np.random.default_rng(seed))
+
+    def batch_loss(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        images, labels, masks = batch  # (V * F, 3, S, S), (V * F, L), (V * F, L)
+        pooled = encoder.encode(images.to(device))  # (V * F, D)
+        return loss(head(_centred(pooled, batches.videos)), labels.to(device), masks.to(device))
+
+    metric = result.metric
+    fitted = fit(nn.ModuleDict({"encoder": encoder, "head": head}), batches, batch_loss,
+                 lambda: {metric: _validate(encoder, head, val, task, settings.batch_size, device)}, metric,
+                 epochs=settings.epochs if settings.blocks else 0,  # blocks 0: the linear probe alone
+                 start={metric: probe}, optimizer=optimizer, schedule=False, clip=None, name=f"finetune {task}",
+                 on_epoch=None if on_epoch is None else lambda e, lo, sc: on_epoch(e + 1, lo, sc))
+    result.best_epoch = fitted.best_epoch + 1  # fit counts from 0 and the probe is the -1st: here it is epoch 0
+    result.scores = [probe, *fitted.val_metric]
+    result.losses = fitted.train_loss
     encoder.requires_grad_(False)
     result.seconds = time.perf_counter() - start
     return encoder.eval(), result
+
+
+class _FrameBatches:
+    """One epoch of `steps_per_epoch` fine-tuning batches, drawn as they are asked for: `videos_per_batch` training
+    videos, `frames_per_video` usable frames of each, augmented; (images uint8 -> float, labels, masks)."""
+
+    def __init__(self, train: Sequence[FaceVideo], settings: FinetuneSettings,
+                 augment: Callable[[torch.Tensor], torch.Tensor], rng: np.random.Generator) -> None:
+        self.train, self.settings, self.augment, self.rng = train, settings, augment, rng
+        self.videos = min(settings.videos_per_batch, len(train))
+
+    def __len__(self) -> int:
+        return self.settings.steps_per_epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for _ in range(self.settings.steps_per_epoch):
+            images, labels, masks = [], [], []
+            for index in self.rng.choice(len(self.train), self.videos, replace=False):
+                video = self.train[index]
+                rows = np.sort(self.rng.choice(video.usable, self.settings.frames_per_video, replace=False))
+                crops = torch.as_tensor(video.crops[rows]).permute(0, 3, 1, 2)  # (F, 3, S, S) uint8
+                images.append(torch.stack([self.augment(crop) for crop in crops]))
+                labels.append(torch.as_tensor(video.labels[rows]))
+                masks.append(torch.as_tensor(video.annotated[rows]))
+            yield torch.cat(images), torch.cat(labels), torch.cat(masks)
 
 
 def save_finetuned(path: Path, encoder: MAE, source: Path, result: FinetuneResult,

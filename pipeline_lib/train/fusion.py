@@ -22,16 +22,16 @@ from torch.utils.data import DataLoader, Subset, WeightedRandomSampler
 
 from pipeline_lib.config import FusionSettings
 from pipeline_lib.data.labels import COL_AU, COL_EXPR, EXPR_NAMES
+from pipeline_lib.features.normalize import feature_stats
 from pipeline_lib.features.windows import VideoArrays, WindowDataset
 from pipeline_lib.metrics import mtl_from_predictions
-from pipeline_lib.models.fusion import PREDICTION_SLICES, TASKS, FusionModel
+from pipeline_lib.models.fusion import PREDICTION_SLICES, FusionModel
 from pipeline_lib.models.temporal import kwargs_for_encoder
 from pipeline_lib.train.fusion_data import COL_PSEUDO
-from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
 from pipeline_lib.train.loop import fit
+from pipeline_lib.train.losses import au_loss, class_weights, expr_loss, positive_weights, va_loss
 from pipeline_lib.train.pseudo import uniform_window_weights
 from pipeline_lib.train.sliding import sliding_predict
-from pipeline_lib.train.temporal import feature_stats
 
 __all__ = ["FusionLoss", "TrainedFusion", "build_fusion_model", "expr_class_f1", "predict_fusion", "score_fusion",
            "train_fusion"]
@@ -135,7 +135,9 @@ def _sampler(data: WindowDataset, indices: list[int], seed: int) -> WeightedRand
         pseudo = np.where(video.label_mask[rows, COL_PSEUDO], video.labels[rows, COL_PSEUDO], -1)
         classes.append(np.where(real >= 0, real, pseudo)[video.valid[rows]])
     weights = uniform_window_weights(classes)
-    return WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(indices), replacement=True,
+    # torch annotates weights as Sequence[float]; it takes a tensor as well (torch.as_tensor)
+    return WeightedRandomSampler(torch.from_numpy(weights),  # type: ignore[arg-type]
+                                 num_samples=len(indices), replacement=True,
                                  generator=torch.Generator().manual_seed(seed))
 
 
@@ -168,6 +170,6 @@ def train_fusion(train: Sequence[VideoArrays], val: Sequence[VideoArrays], width
 
     fitted = fit(model, loader, batch_loss, lambda: score_fusion(predict_fusion(model, val, window, device), val),
                  "mtl", epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay,
-                 on_epoch=on_epoch, validate_first=settings.residual)
+                 on_epoch=on_epoch, validate_first=settings.residual, name="fusion")
     return TrainedFusion(model, fitted.best_epoch, fitted.best, fitted.train_loss, fitted.val_metric,
                          fitted.seconds)

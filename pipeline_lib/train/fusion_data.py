@@ -1,5 +1,6 @@
 """Inputs of the fusion stage: frame features of one or more extractors, each task model's hidden features,
-all three tasks' labels, and what the task models predicted (the EXPR teacher among them); checked against the models' provenance.
+all three tasks' labels, and what the task models predicted (the EXPR teacher among them); checked against the
+models' provenance.
 
 Every video becomes one `VideoArrays` whose features are the sources
 concatenated in a fixed order (`FusionData.sources`, widths in `widths`) and
@@ -19,15 +20,24 @@ from typing import Final
 import h5py
 import numpy as np
 
+from pipeline_lib.artifacts.predictions import read_predictions
 from pipeline_lib.data.errors import DataError
-from pipeline_lib.data.labels import CLASS_INVALID, COL_AROUSAL, COL_EXPR, COL_VALENCE, VA_INVALID
+from pipeline_lib.data.labels import (
+    BASIC_KEYS,
+    CLASS_INVALID,
+    COL_AROUSAL,
+    COL_EXPR,
+    COL_VALENCE,
+    VA_INVALID,
+    empty_labels,
+    fit_frames,
+)
 from pipeline_lib.data.manifest import BASIC_TASKS, VideoEntry, labels_in_split, load_labels
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
 from pipeline_lib.features.normalize import center_per_video
-from pipeline_lib.features.store import FeatureStore, FeatureStoreError
+from pipeline_lib.features.store import FeatureStore, FeatureStoreError, features_digest
 from pipeline_lib.features.windows import VideoArrays
-from pipeline_lib.train.task_data import TASKS, check_finite
-from pipeline_lib.train.temporal_run import features_digest, read_predictions
+from pipeline_lib.train.task_data import check_finite
 
 __all__ = ["COL_PSEUDO", "FusionData", "frame_sources", "label_mask", "load_fusion_data", "prediction_source",
            "pseudo_pool", "with_pseudo_labels"]
@@ -45,11 +55,8 @@ def label_mask(labels: np.ndarray) -> np.ndarray:
 
 def _fit(labels: np.ndarray, n: int) -> np.ndarray:
     """Labels (T', 15) cut or padded (with invalid markers) to the store's n frames, plus the pseudo column."""
-    out = np.full((n, N_COLUMNS), float(CLASS_INVALID), np.float32)
-    out[:, [COL_VALENCE, COL_AROUSAL]] = VA_INVALID
-    m = min(n, len(labels))
-    out[:m, :15] = labels[:m]
-    return out
+    return np.concatenate([fit_frames(labels, empty_labels(n)), np.full((n, 1), float(CLASS_INVALID), np.float32)],
+                          axis=1)
 
 
 @dataclass(frozen=True)
@@ -144,8 +151,8 @@ def frame_sources(store: FeatureStore, extractors: list[str], name: str) -> tupl
 
 def prediction_source(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
     """Task -> that task model's (T, O) outputs, joined into the residual model's (T, 22) float16 `predictions`
-    source (VA values, EXPR and AU probabilities, in TASKS order): the same at training and predict time."""
-    return np.concatenate([outputs[t] for t in TASKS], axis=1).astype(np.float16)
+    source (VA values, EXPR and AU probabilities, in BASIC_KEYS order): the same at training and predict time."""
+    return np.concatenate([outputs[t] for t in BASIC_KEYS], axis=1).astype(np.float16)
 
 
 def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, extractors: list[str],
@@ -157,13 +164,13 @@ def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, 
     ("predictions": VA values, EXPR and AU probabilities), which a residual fusion model starts from.
     """
     raw = load_raw(raw_dir)
-    per_task = {task: _task_predictions(predictions_dir, task, store, extractors) for task in TASKS}
-    sources = list(extractors) + (list(TASKS) if task_features else []) + (["predictions"] if predictions else [])
+    per_task = {task: _task_predictions(predictions_dir, task, store, extractors) for task in BASIC_KEYS}
+    sources = list(extractors) + (list(BASIC_KEYS) if task_features else []) + (["predictions"] if predictions else [])
     every, widths = [], None
     individual: dict[str, dict[str, dict[str, np.ndarray]]] = {"temporal": {}, "baseline": {}}
     for entry in raw.entries:
         parts, valid = frame_sources(store, extractors, entry.name)
-        for task in TASKS:
+        for task in BASIC_KEYS:
             groups, _ = per_task[task]
             for model, videos in groups.items():
                 if entry.name not in videos:
@@ -189,7 +196,7 @@ def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, 
     assert widths is not None, "the corpus holds no video"
     entries = {e.name: e for e in raw.entries}
     return FusionData(every, entries, _split_views(every, entries, "train"), _split_views(every, entries, "val"),
-                      sources, widths, individual, {t: per_task[t][1] for t in TASKS})
+                      sources, widths, individual, {t: per_task[t][1] for t in BASIC_KEYS})
 
 
 def with_pseudo_labels(data: FusionData, labels: dict[str, np.ndarray]) -> list[VideoArrays]:

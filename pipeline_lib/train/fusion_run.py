@@ -13,27 +13,25 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from pipeline_lib import __version__
+from pipeline_lib.artifacts.checkpoints import save_spec_model
+from pipeline_lib.artifacts.predictions import write_groups
 from pipeline_lib.config import FusionSettings
-from pipeline_lib.data.labels import COL_EXPR, EXPR_NAMES
+from pipeline_lib.data.labels import BASIC_KEYS, COL_EXPR, EXPR_NAMES, TASKS
 from pipeline_lib.data.manifest import format_splits
 from pipeline_lib.features.store import FeatureStore
-from pipeline_lib.metrics import TASK_METRICS
-from pipeline_lib.models.fusion import FusionModel
-from pipeline_lib.train.checkpoint import from_spec, read_checkpoint, rebuild, save_spec_model
-from pipeline_lib.train.predictions import read_video_groups, write_groups
+from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.train.fusion import TrainedFusion, expr_class_f1, predict_fusion, train_fusion
 from pipeline_lib.train.fusion_data import FusionData, load_fusion_data, pseudo_pool, with_pseudo_labels
 from pipeline_lib.train.pseudo import PseudoLabels, make_pseudo_labels, truth_agreement
-from pipeline_lib.features.windows import VideoArrays
-from pipeline_lib.train.task_data import TASKS, task_labels
-from pipeline_lib.train.temporal import score_task
+from pipeline_lib.train.scoring import score_task
+from pipeline_lib.train.task_data import task_labels
 
-__all__ = ["demo_truth_classes", "individual_scores", "load_fusion_model", "read_fusion_predictions", "run_fusion"]
+__all__ = ["demo_truth_classes", "individual_scores", "run_fusion"]
 
 _COMPONENT = {"va": "ccc_mean", "expr": "expr_f1", "au": "au_f1_mean"}
 
@@ -41,18 +39,18 @@ _COMPONENT = {"va": "ccc_mean", "expr": "expr_f1", "au": "au_f1_mean"}
 def individual_scores(data: FusionData) -> dict[str, Any]:
     """Each task's best individual model (temporal or frame-wise) on validation, from its saved predictions."""
     out: dict[str, Any] = {}
-    for task in TASKS:
+    for task in BASIC_KEYS:
         key = task.upper()
         videos = [v for v in data.val if data.entries[v.name].split_of(key) == "val"]
         task_videos = [VideoArrays(v.name, v.features[:, :1], v.valid, *task_labels(v.labels[:, :15], task))
                        for v in videos]
-        metric = TASK_METRICS[task].name
+        metric = TASKS[task].metric
         scores = {model: score_task(task, [preds[v.name][task] for v in videos], task_videos)[metric]
                   for model, preds in data.individual.items() if preds}
         best = max(scores, key=lambda m: scores[m])
         out[task] = {"metric": metric, "best_model": best, "value": round(scores[best], 4),
                      **{m: round(s, 4) for m, s in scores.items()}}
-    out["sum"] = round(sum(out[t]["value"] for t in TASKS), 4)
+    out["sum"] = round(sum(out[t]["value"] for t in BASIC_KEYS), 4)
     return out
 
 
@@ -76,16 +74,10 @@ def demo_truth_classes(raw_dir: Path, names: Iterable[str]) -> dict[str, np.ndar
     return found
 
 
-def load_fusion_model(path: Path) -> tuple[FusionModel, dict[str, Any]]:
-    """The trained fusion model (eval mode) and its metadata; foreign or corrupt files raise CheckpointError."""
-    checkpoint = read_checkpoint(path, "missing: run `abaw fusion` first")
-    return rebuild(path, checkpoint, "fusion", lambda c: from_spec(FusionModel, c))
-
-
 def _write_predictions(path: Path, data: FusionData, predicted: list[dict[str, np.ndarray]],
                        pseudo: PseudoLabels | None, meta: dict[str, Any]) -> None:
     def datasets(video: VideoArrays, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        found = {task: rows[task].astype(np.float32) for task in TASKS}
+        found = {task: rows[task].astype(np.float32) for task in BASIC_KEYS}
         found.update(hidden=rows["hidden"].astype(np.float16), valid=video.valid)
         if pseudo is not None and video.name in pseudo.labels:
             found["pseudo_label"] = pseudo.labels[video.name]
@@ -95,16 +87,12 @@ def _write_predictions(path: Path, data: FusionData, predicted: list[dict[str, n
                               for video, rows in zip(data.every, predicted, strict=True)))
 
 
-def read_fusion_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
-    """{video: {"va", "expr", "au", "hidden", "valid", ["pseudo_label"]}} and the file's metadata."""
-    return read_video_groups(path)
-
 
 def _train(data: FusionData, train: list[VideoArrays], settings: FusionSettings, window: int, seed: int,
            pseudo: PseudoLabels | None, on_epoch: Callable[[int, float, float], None] | None) -> TrainedFusion:
-    use = pseudo is not None
+    use = pseudo is not None  # (mypy does not narrow `pseudo` through `use`: the cast below)
     return train_fusion(train, data.val, data.widths, settings, window, seed=seed,
-                        prior=pseudo.prior if use and settings.pseudo.debias else None,
+                        prior=cast(PseudoLabels, pseudo).prior if use and settings.pseudo.debias else None,
                         pseudo_weight=settings.pseudo.weight if use else 0.0,
                         uniform_sampling=use and settings.pseudo.uniform_sampling, on_epoch=on_epoch)
 
@@ -139,15 +127,19 @@ def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, sett
     meta = {"sources": data.sources, "widths": data.widths, "window": window, "seed": seed,
             "settings": settings.model_dump(), "library": __version__,
             "task_models": {t: {"extractor": data.task_meta[t].get("extractor"),
-                                "features": data.task_meta[t].get("features")} for t in TASKS}}
+                                "features": data.task_meta[t].get("features")} for t in BASIC_KEYS}}
     metrics: dict[str, Any] = {"fusion": settings.fusion, "dependency": settings.dependency, "sources": data.sources,
                                "window": window, "train_videos": len(data.train), "val_videos": len(data.val),
                                "individual": individual}
     main = next(iter(runs))
     for name, labels in runs.items():
         train = with_pseudo_labels(data, labels.labels) if labels is not None else data.train
-        trained = _train(data, train, settings, window, seed, labels,
-                         None if on_epoch is None else lambda e, loss, val, name=name: on_epoch(name, e, loss, val))
+
+        def run_epoch(e: int, loss: float, val: float, name: str = name) -> None:
+            assert on_epoch is not None  # passed on only when there is one
+            on_epoch(name, e, loss, val)
+
+        trained = _train(data, train, settings, window, seed, labels, None if on_epoch is None else run_epoch)
         predicted = predict_fusion(trained.model, data.every, window, settings.device)
         by_name = {v.name: p for p, v in zip(predicted, data.every, strict=True)}
         val_rows = [by_name[v.name] for v in data.val]
@@ -167,6 +159,7 @@ def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, sett
                          **({} if pseudo is None else pseudo.summary())}
     truth = {} if pseudo is None else demo_truth_classes(raw_dir, pseudo.labels)
     if truth:  # the demo corpus knows every frame's class: say how good the teacher's labels were
+        assert pseudo is not None  # truth is only looked up for pseudo-labels
         metrics["pseudo"]["demo_truth"] = truth_agreement(pseudo.labels, truth)
     if "pseudo_off" in metrics:
         off = metrics["pseudo_off"]

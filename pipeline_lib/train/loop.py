@@ -1,5 +1,6 @@
-"""The epoch loop every supervised stage shares: AdamW with warm-up + cosine, clipped gradients, validation
-after each epoch, and the best epoch's weights kept (first best on ties).
+"""The epoch loop every supervised stage shares (finetune, temporal, fusion, compound): AdamW with warm-up +
+cosine, clipped gradients, validation after each epoch, the best epoch's weights kept (first best on ties), and a
+stop on a non-finite loss.
 
 Under torchrun every rank runs `fit` in lockstep: `batch_loss` goes through a DistributedDataParallel wrapper
 of `model` (so backward leaves the ranks' averaged gradients in `model`'s parameters), the loader's
@@ -10,6 +11,7 @@ same best epoch without any message passing. Callers that train in one process p
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,10 +20,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline_lib.data.errors import DataError
 from pipeline_lib.train.distributed import mean_over_ranks
 from pipeline_lib.train.schedule import warmup_cosine
 
-__all__ = ["Fitted", "fit"]
+__all__ = ["Fitted", "LossNotFinite", "fit"]
+
+
+class LossNotFinite(DataError):
+    """A training loss became NaN or inf: the stage stops before it keeps or saves broken weights.
+
+    A DataError because the usual causes are the user's to fix (a learning rate too high for their data, extreme
+    feature values): the CLI prints it as one line, naming the stage, epoch and step.
+    """
+
+    def __init__(self, name: str, value: float, epoch: int, step: int, steps: int) -> None:
+        super().__init__(None, f"{name}: the training loss is {value} at epoch {epoch + 1}, step {step + 1} of "
+                               f"{steps}; the stage stopped without saving this epoch. Lower the learning rate, or "
+                               f"look for extreme values in the features")
+        self.args = (name, value, epoch, step, steps)  # picklable across worker processes, like every DataError
 
 
 @dataclass
@@ -35,27 +52,40 @@ class Fitted:
     seconds: float = 0.0
 
 
-def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable[[dict[str, Any]], torch.Tensor],
-        validate: Callable[[], dict[str, float]] | None, metric: str, *, epochs: int, lr: float, weight_decay: float,
-        on_epoch: Callable[[int, float, float], None] | None = None, validate_first: bool = False) -> Fitted:
+def fit(model: nn.Module, loader: Iterable[Any], batch_loss: Callable[[Any], torch.Tensor],
+        validate: Callable[[], dict[str, float]] | None, metric: str, *, epochs: int, lr: float | None = None,
+        weight_decay: float = 0.0, on_epoch: Callable[[int, float, float], None] | None = None,
+        validate_first: bool = False, start: dict[str, float] | None = None,
+        optimizer: torch.optim.Optimizer | None = None, schedule: bool = True, clip: float | None = 1.0,
+        name: str = "training") -> Fitted:
     """Train `model` in place and load the best epoch's weights back into it.
 
     batch_loss(batch) -> loss of one training batch (the model in train mode);
     validate() -> the scores of one epoch, `metric` among them (higher is better); None when there is nothing to
     validate on (no labelled validation video): the last epoch is kept and its metric is NaN;
     on_epoch(epoch, train_loss, val_metric) after each epoch, train_loss averaged over the ranks under torchrun.
-    One epoch of warm-up. `validate_first` also scores the untrained model: when no epoch beats it, its
-    weights are kept and `best_epoch` is -1 (for a model that starts from a useful prediction).
+    The starting weights compete with the epochs when their scores are known: `start` gives them (already
+    measured), `validate_first` measures them; when no epoch beats them they are kept and `best_epoch` is -1
+    (for a model that starts from a useful prediction).
+    `optimizer` defaults to AdamW(lr, weight_decay) over every parameter; `schedule` scales each parameter group's
+    own learning rate by one epoch of warm-up then a cosine; `clip` bounds the gradient norm (None: no clipping).
+    A NaN or inf loss raises LossNotFinite, named by `name`, before the step that would spread it.
     """
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer is None:
+        if lr is None:
+            raise ValueError("fit needs `lr` when it builds the optimizer")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     per_epoch = max(1, len(loader))  # type: ignore[arg-type]
     total, warmup = epochs * per_epoch, per_epoch
     result = Fitted()
     best_state: dict[str, torch.Tensor] | None = None
     begin, step = time.perf_counter(), 0
-    sampler = getattr(loader, "sampler", None)
-    if validate_first and validate is not None:
-        result.best = validate()
+    sampler: Any = getattr(loader, "sampler", None)  # a DataLoader's sampler, or None for another iterable
+    if start is None and validate_first and validate is not None:
+        start = validate()
+    if start is not None:
+        result.best = dict(start)
         best_state = copy.deepcopy(model.state_dict())
     for epoch in range(epochs):
         if hasattr(sampler, "set_epoch"):  # a DistributedSampler: a new permutation (the same on every rank)
@@ -63,14 +93,23 @@ def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable
         model.train()
         running, batches = 0.0, 0
         for batch in loader:
-            for group in optimizer.param_groups:
-                group["lr"] = lr * warmup_cosine(step, warmup, total)
+            if schedule:
+                factor = warmup_cosine(step, warmup, total)
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * factor
             loss = batch_loss(batch)
+            value = loss.item()
+            # Under torchrun every rank must stop at the same step (a lone rank raising would leave the others
+            # waiting in backward's all-reduce): decide on the ranks' mean, NaN when any rank's loss is.
+            overall = mean_over_ranks(value)  # `value` itself in one process
+            if not math.isfinite(overall):
+                raise LossNotFinite(name, overall, epoch, batches, per_epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
-            running, batches, step = running + loss.item(), batches + 1, step + 1
+            running, batches, step = running + value, batches + 1, step + 1
         scores = validate() if validate is not None else {metric: float("nan")}
         result.train_loss.append(mean_over_ranks(running / max(1, batches)))  # itself in one process
         result.val_metric.append(scores[metric])
@@ -79,7 +118,7 @@ def fit(model: nn.Module, loader: Iterable[dict[str, Any]], batch_loss: Callable
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(epoch, result.train_loss[-1], scores[metric])
-    assert best_state is not None, "fit needs at least one epoch"
+    assert best_state is not None, "fit needs at least one epoch or a `start`"
     model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - begin
     return result

@@ -15,15 +15,16 @@ empty batch never poisons the weights. The computations are branch-free
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline_lib.data.labels import CLASS_INVALID, EXPR_NAMES, VA_INVALID
+from pipeline_lib.data.labels import CLASS_INVALID, EXPR_NAMES, TASKS, VA_INVALID
 
-__all__ = ["au_loss", "ccc_loss", "class_weights", "expr_loss", "positive_weights", "va_loss"]
+__all__ = ["au_loss", "ccc_loss", "class_weights", "expr_loss", "positive_weights", "task_loss", "va_loss"]
 
 CCC_EPS: Final[float] = 1e-8  # keeps the CCC of two constant sequences finite (it is 0 there)
 
@@ -175,3 +176,21 @@ def au_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | Non
     per_entry = F.binary_cross_entropy_with_logits(logits.float(), torch.where(valid, target.float(), 0.0),
                                                    pos_weight=pos_weight, reduction="none")
     return torch.where(valid, per_entry, 0.0).sum() / valid.sum().clamp_min(1)
+
+
+def task_loss(task: str, labels: np.ndarray, mse_weight: float = 0.0
+              ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(outputs (..., O) of the task's head, labels (..., L), label_mask (..., L)) -> loss.
+
+    EXPR class weights and AU positive weights come from `labels` (N, L), the
+    training labels with -1 where not annotated (VA needs none).
+    """
+    spec = TASKS[task]
+    invalid = spec.invalid
+    if spec.kind == "regression":
+        return lambda out, y, m: va_loss(out, torch.where(m, y, invalid), m, mse_weight)
+    if spec.kind == "multiclass":
+        weights = class_weights(labels[:, 0], spec.outputs)
+        return lambda out, y, m: expr_loss(out, torch.where(m[..., 0], y[..., 0], invalid).long(), m[..., 0], weights)
+    pos = positive_weights(labels)
+    return lambda out, y, m: au_loss(out, torch.where(m, y, invalid), m, pos)

@@ -10,6 +10,7 @@ model that the features stage reads.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,15 +20,16 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from pipeline_lib.artifacts.checkpoints import write_checkpoint
 from pipeline_lib.config import ConfigError, PretrainSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
+from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE, config_by_name, read_mae_checkpoint
 from pipeline_lib.train import distributed
-from pipeline_lib.train.checkpoint import read_checkpoint, write_checkpoint
 from pipeline_lib.train.face_frames import FaceFrames, face_augmentation
+from pipeline_lib.train.loop import LossNotFinite
 from pipeline_lib.train.schedule import warmup_cosine
-from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE, config_by_name
 
-__all__ = ["CheckpointError", "PretrainResult", "load_mae", "pretrain_mae", "sharded_loader"]
+__all__ = ["CheckpointError", "PretrainResult", "pretrain_mae", "sharded_loader"]
 
 FINAL = "mae.pt"
 LAST = "last.pt"
@@ -46,25 +48,6 @@ class PretrainResult:
         return self.images * self.epochs_run / self.seconds if self.seconds else 0.0
 
 
-def _safe_load(path: Path) -> dict[str, Any]:
-    checkpoint = read_checkpoint(path, "missing: run `abaw pretrain` first")
-    if "model" not in checkpoint or "config" not in checkpoint:
-        raise CheckpointError(path, "not an MAE checkpoint (expected keys 'model' and 'config')")
-    return checkpoint
-
-
-def load_mae(path: Path) -> tuple[MAE, dict[str, Any]]:
-    """The pretrained MAE (eval mode) and the checkpoint's metadata."""
-    checkpoint = _safe_load(path)
-    try:
-        model = MAE(config_by_name(checkpoint["config"]["name"], **checkpoint["config"]["overrides"]))
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(path, f"weights do not fit the stored config ({str(exc).splitlines()[0][:200]})") \
-            from None
-    return model.eval(), checkpoint.get("meta", {})
-
-
 def sharded_loader(data: Dataset[Any], batch_size: int, rank: int, world: int, seed: int,
                    num_workers: int = 0) -> DataLoader[Any]:
     """Rank `rank`'s loader of `data`, `batch_size` per process; its DistributedSampler needs set_epoch per epoch.
@@ -77,7 +60,8 @@ def sharded_loader(data: Dataset[Any], batch_size: int, rank: int, world: int, s
     sampler pads with at most world - 1 repeated items.
     """
     drop_last = len(data) >= batch_size * world  # type: ignore[arg-type]
-    sampler = DistributedSampler(data, world, rank, shuffle=True, seed=seed, drop_last=drop_last)
+    sampler: DistributedSampler[Any] = DistributedSampler(data, world, rank, shuffle=True, seed=seed,
+                                                          drop_last=drop_last)
     return DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
                       multiprocessing_context="spawn" if num_workers else None, persistent_workers=num_workers > 0,
                       generator=torch.Generator())  # the workers' seeds; reseeded every epoch
@@ -121,7 +105,7 @@ def pretrain_mae(stores: Sequence[Path], settings: PretrainSettings, out_dir: Pa
     start_epoch = 0
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / LAST).is_file():
-        previous = _safe_load(out_dir / LAST)
+        previous = read_mae_checkpoint(out_dir / LAST)
         same = {k: v for k, v in previous.get("meta", {}).get("settings", {}).items() if k not in ("epochs",)}
         # Resume only the very same run: settings (bar the epoch count), seed, code and faces.
         if same == {k: v for k, v in settings.model_dump().items() if k != "epochs"} and all(
@@ -150,11 +134,13 @@ def pretrain_mae(stores: Sequence[Path], settings: PretrainSettings, out_dir: Pa
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
                 loss = trainable(images.to(device, non_blocking=True)).loss
+            # The global batch's loss (every rank calls this, on every step): what one process would log.
+            value = distributed.mean_over_ranks(loss.detach())
+            if not math.isfinite(value):  # every rank sees the same mean, so every rank stops here
+                raise LossNotFinite("pretrain", value, epoch, batches, len(loader))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            # The global batch's loss (every rank calls this, on every step): what one process would log.
-            value = distributed.mean_over_ranks(loss.detach())
             running, batches, step = running + value, batches + 1, step + 1
             if rank == 0 and on_step is not None:
                 on_step(step, value, lr)
@@ -181,7 +167,7 @@ def _stream_seed(seed: int, epoch: int, rank: int) -> int:
 def _code_digest() -> str:
     """Hash of the model and training code: a checkpoint from other code is not resumed."""
     digest = hashlib.sha256()
-    for module in (Path(__file__), Path(__file__).with_name("face_frames.py"),
+    for module in (Path(__file__), Path(__file__).with_name("face_frames.py"), Path(__file__).with_name("schedule.py"),
                    Path(__file__).parents[1] / "models" / "mae.py"):
         digest.update(module.read_bytes())
     return digest.hexdigest()[:16]

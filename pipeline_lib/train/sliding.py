@@ -9,14 +9,15 @@ the video gets exactly one output row, padding none.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from pipeline_lib.features.windows import window_starts
+from pipeline_lib.features.windows import VideoArrays, window_starts
+from pipeline_lib.models.task_network import TaskNetwork, activate
 
-__all__ = ["sliding_predict"]
+__all__ = ["predict_videos", "sliding_predict"]
 
 
 def sliding_predict(forward: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
@@ -58,3 +59,16 @@ def sliding_predict(forward: Callable[[torch.Tensor, torch.Tensor], tuple[torch.
     assert out_sum is not None and hid_sum is not None
     scale = torch.from_numpy(1.0 / counts)[:, None]  # every frame is covered at least once
     return (out_sum * scale).numpy(), (hid_sum * scale).numpy()
+
+
+def predict_videos(network: TaskNetwork, videos: Sequence[VideoArrays], window: int, device: str = "cpu",
+                   batch_size: int = 64) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per video (activated outputs (T, O), hidden (T, H)) from overlapping windows."""
+    network.eval()
+
+    def forward(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs, hidden = network(x, mask)
+        return activate(network.task, outputs), hidden
+
+    return [sliding_predict(forward, v.features, v.valid, window, batch_size=batch_size, device=device)
+            for v in videos]

@@ -11,29 +11,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 
 from pipeline_lib.data.errors import DataError
-from pipeline_lib.data.labels import CLASS_INVALID, LABEL_COLUMNS, SPLIT_FOLDERS, TASK_FOLDERS, VA_INVALID, Task
+from pipeline_lib.data.labels import BASIC_KEYS, SPLIT_FOLDERS, TASK_FOLDERS, TASKS, Task, fit_frames
 from pipeline_lib.data.manifest import VideoEntry, load_labels
-from pipeline_lib.data.prepare import RawCorpus, load_raw
+from pipeline_lib.data.raw import RawCorpus, load_raw
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.store import FeatureStore, FeatureStoreError
 from pipeline_lib.features.windows import VideoArrays
 
-__all__ = ["TASKS", "TASK_COLUMNS", "TaskData", "check_finite", "load_task_data", "task_labels"]
-
-TASKS: Final[tuple[str, ...]] = ("va", "expr", "au")
-TASK_COLUMNS: Final[dict[str, list[int]]] = {task.lower(): columns for task, columns in LABEL_COLUMNS.items()}
+__all__ = ["TaskData", "check_finite", "load_task_data", "task_labels"]
 
 
 def task_labels(labels: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
     """(T, 15) labels -> (task labels (T, L) float32, annotated (T, L) bool) for `task` in va/expr/au."""
-    values = labels[:, TASK_COLUMNS[task]].astype(np.float32)  # (T, L)
-    invalid = VA_INVALID if task == "va" else CLASS_INVALID
-    return values, np.isfinite(values) & (values != invalid)
+    spec = TASKS[task]
+    values = labels[:, list(spec.columns)].astype(np.float32)  # (T, L)
+    return values, np.isfinite(values) & (values != spec.invalid)
 
 
 def check_finite(name: str, features: np.ndarray, valid: np.ndarray, source: Path) -> None:
@@ -72,9 +68,8 @@ def _video(store: FeatureStore, raw: RawCorpus, entry: VideoEntry, task: str, ex
     n = len(features)
     labels, annotated = task_labels(labels15, task)
     if len(labels) != n:  # the store follows the decoded frames; labels follow the manifest's count
-        pad = max(0, n - len(labels))
-        labels = np.concatenate([labels[:n], np.zeros((pad, labels.shape[1]), np.float32)])
-        annotated = np.concatenate([annotated[:n], np.zeros((pad, labels.shape[1]), bool)])
+        labels = fit_frames(labels, np.zeros((n, labels.shape[1]), np.float32))
+        annotated = fit_frames(annotated, np.zeros((n, labels.shape[1]), bool))
     return VideoArrays(entry.name, center_per_video(features, valid) if center else features, valid, labels, annotated)
 
 
@@ -90,8 +85,8 @@ def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str
     validation frame (no epoch could be chosen), and naming the video when its
     features hold NaN.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    if task not in BASIC_KEYS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(BASIC_KEYS)}")
     raw = load_raw(raw_dir)
     wanted = set(names) if names is not None else None
     entries = [e for e in raw.entries if wanted is None or e.name in wanted]

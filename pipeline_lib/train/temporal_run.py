@@ -12,8 +12,6 @@ Under torchrun every rank trains (DDP, see `train_temporal`) and rank 0 alone pr
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,47 +19,27 @@ from typing import Any
 import numpy as np
 
 from pipeline_lib import __version__
+from pipeline_lib.artifacts.checkpoints import write_checkpoint
+from pipeline_lib.artifacts.predictions import write_groups
 from pipeline_lib.config import ResolvedTemporal
 from pipeline_lib.data.manifest import format_splits
-from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.features.store import FeatureStore, features_digest
 from pipeline_lib.features.windows import VideoArrays
-from pipeline_lib.models.temporal import TemporalModel
+from pipeline_lib.models.task_network import TaskNetwork
 from pipeline_lib.train import distributed
-from pipeline_lib.train.checkpoint import read_checkpoint, rebuild, write_checkpoint
-from pipeline_lib.train.predictions import read_predictions, write_groups
+from pipeline_lib.train.scoring import score_task
+from pipeline_lib.train.sliding import predict_videos
 from pipeline_lib.train.task_data import TaskData, load_task_data
-from pipeline_lib.train.temporal import TaskNetwork, TrainedTemporal, predict_videos, score_task, train_temporal
+from pipeline_lib.train.temporal import TrainedTemporal, train_temporal
 
-__all__ = ["MODELS", "features_digest", "load_task_network", "read_predictions", "run_temporal_task",
-           "save_task_network"]
+__all__ = ["MODELS", "run_temporal_task", "save_task_network"]
 
 MODELS = ("temporal", "baseline")
-
-
-def features_digest(store: FeatureStore, extractor: str, names: list[str]) -> str:
-    """A short hash of the provenance of every array a model trained on: a later stage checks it still matches."""
-    digest = hashlib.sha256()
-    for name in sorted(names):
-        digest.update(json.dumps([name, store.provenance(extractor, name)], sort_keys=True).encode())
-    return digest.hexdigest()[:16]
 
 
 def save_task_network(path: Path, network: TaskNetwork, dropout: float, meta: dict[str, Any]) -> None:
     write_checkpoint(path, {"model": network.state_dict(), "spec": network.temporal.spec, "task": network.task,
                             "dropout": dropout, "meta": meta})
-
-
-def load_task_network(path: Path) -> tuple[TaskNetwork, dict[str, Any]]:
-    """A trained task network (eval mode) and its metadata; foreign or corrupt files raise CheckpointError."""
-    checkpoint = read_checkpoint(path, "missing: run `abaw temporal` for this task first")
-
-    def build(c: dict[str, Any]) -> TaskNetwork:
-        state = c["model"]
-        network = TaskNetwork(c["task"], TemporalModel(**c["spec"]), state["mean"], state["std"], c["dropout"])
-        network.load_state_dict(state)
-        return network
-
-    return rebuild(path, checkpoint, "temporal", build)
 
 
 def _write_predictions(path: Path, data: TaskData, predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]],
@@ -104,9 +82,12 @@ def run_temporal_task(raw_dir: Path, store_path: Path, settings: ResolvedTempora
                                "train_videos": len(data.train), "val_videos": len(data.val)}
     predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for model, run in runs.items():
+        def model_epoch(e: int, loss: float, val: float, model: str = model) -> None:
+            assert on_epoch is not None  # passed on only when there is one
+            on_epoch(model, e, loss, val)
+
         trained = train_temporal(data.train, data.val, run, seed=seed,
-                                 on_epoch=None if on_epoch is None else
-                                 lambda e, loss, val, model=model: on_epoch(model, e, loss, val))
+                                 on_epoch=None if on_epoch is None else model_epoch)
         metrics["metric"] = trained.metric
         metrics[model] = _summary(trained)
         metrics[model]["curve"] = [round(v, 4) for v in trained.val_metric]

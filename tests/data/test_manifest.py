@@ -13,7 +13,12 @@ from pipeline_lib.data.errors import DataError, LayoutError
 from pipeline_lib.data.labels import Task, empty_compound, empty_labels
 from pipeline_lib.data.layout import AffWild2Layout, write_test_list
 from pipeline_lib.data.manifest import (
-    VideoEntry, build_manifest, load_labels, probe_video, read_manifest, write_manifest,
+    VideoEntry,
+    build_manifest,
+    load_labels,
+    probe_video,
+    read_manifest,
+    write_manifest,
 )
 from pipeline_lib.data.mtl import write_mtl
 
@@ -212,6 +217,30 @@ def test_mtl_file_stands_in_for_absent_task_folders(tmp_path: Path, make_video: 
     expected[1, 3] = 0
     np.testing.assert_array_equal(labels, expected)
     assert warnings == []
+
+
+def test_an_mtl_file_is_parsed_once_per_process_until_it_changes(tmp_path: Path, monkeypatch) -> None:
+    import pipeline_lib.data.manifest as manifest
+
+    layout = AffWild2Layout(tmp_path)
+    labels = {f"m{i}": empty_labels(4) for i in range(3)}
+    for i, rows in enumerate(labels.values()):
+        rows[:, 3:] = i % 2
+    write_mtl(layout.mtl_path("train"), labels)
+    entries = [VideoEntry(name, f"videos/{name}.mp4", {"AU": "train"}, None, 30.0, 4) for name in labels]
+    parsed: list[Path] = []
+    real = manifest.read_mtl
+    monkeypatch.setattr(manifest, "read_mtl", lambda path: parsed.append(path) or real(path))
+    manifest._parsed_mtl.cache_clear()
+    first = [load_labels(tmp_path, entry)[0] for entry in entries]
+    assert len(parsed) == 1 and [f[:, 3:].max() for f in first] == [0, 1, 0]
+    with pytest.raises(ValueError, match="read-only"):
+        manifest.mtl_labels(layout.mtl_path("train"))["m0"][0, 0] = 1.0
+    first[0][0, 3] = 1.0  # what a caller gets is its own copy
+    assert load_labels(tmp_path, entries[0])[0][0, 3] == 0 and len(parsed) == 1
+    labels["m0"][:, 3:] = 1
+    write_mtl(layout.mtl_path("train"), {**labels, "m3": empty_labels(9)})  # edited: another size
+    assert load_labels(tmp_path, entries[0])[0][:, 3:].min() == 1 and len(parsed) == 2
 
 
 def test_a_video_can_be_train_for_one_task_and_val_for_another(tmp_path: Path, make_video) -> None:

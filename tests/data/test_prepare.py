@@ -13,7 +13,8 @@ from pipeline_lib.data.layout import AffWild2Layout, write_test_list
 from pipeline_lib.data.manifest import load_labels
 from pipeline_lib.data.mtl import write_mtl
 from pipeline_lib.data.plan import FACE_BYTES_PER_FRAME, FEATURE_BYTES_PER_VALUE, FEATURE_BYTES_PER_VIDEO, feature_bytes
-from pipeline_lib.data.prepare import MANIFEST_FILE, import_affwild2, load_raw, prepare_raw
+from pipeline_lib.data.prepare import import_affwild2, prepare_raw
+from pipeline_lib.data.raw import MANIFEST_FILE, load_raw
 
 
 @pytest.fixture
@@ -121,7 +122,8 @@ def test_corpus_plan_counts_cross_task_videos_and_prices_the_stores(tmp_path: Pa
                                      "and another's validation split; 0 skipped, 0 warning(s)")
 
 
-def test_a_validation_video_whose_every_label_file_is_broken_is_skipped_not_unlabelled(tmp_path: Path, affwild2_copy: Path):
+def test_a_validation_video_whose_every_label_file_is_broken_is_skipped_not_unlabelled(tmp_path: Path,
+                                                                                        affwild2_copy: Path):
     """Left as an 'unlabelled' video it would join the pseudo-label pool, though it sits in a validation split."""
     broken = affwild2_copy / "annotations" / "EXPR_Recognition_Challenge" / "Validation_Set" / "video2_left.txt"
     broken.write_text("not,a,header\n1\n")

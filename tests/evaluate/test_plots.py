@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 from pipeline_lib.evaluate.plots import (
-    au_f1_bars_png, confusion_counts, confusion_matrix_png, va_scatter_png, va_timeseries_png,
+    au_f1_bars_png,
+    confusion_counts,
+    confusion_matrix_png,
+    va_scatter_png,
+    va_timeseries_png,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

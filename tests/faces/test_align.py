@@ -5,7 +5,12 @@ import pytest
 from skimage.transform import SimilarityTransform
 
 from pipeline_lib.faces.align import (
-    ARCFACE_TEMPLATE_112, CROP_SIZE, align_points, align_to_template, template_for, unalign_points,
+    ARCFACE_TEMPLATE_112,
+    CROP_SIZE,
+    align_points,
+    align_to_template,
+    template_for,
+    unalign_points,
 )
 
 
@@ -73,7 +78,8 @@ def test_vectorised_template_fit_matches_the_per_frame_one():
     assert np.isnan(matrices[3]).any()
     for t in (0, 7, 19):
         np.testing.assert_allclose(matrices[t], template_transform(landmarks[t]).params, atol=1e-9)
-    np.testing.assert_allclose(apply_matrices(matrices[[0]], landmarks[[0]])[0], template_transform(landmarks[0])(landmarks[0]),
+    np.testing.assert_allclose(apply_matrices(matrices[[0]], landmarks[[0]])[0],
+                               template_transform(landmarks[0])(landmarks[0]),
                                atol=1e-9)
 
 

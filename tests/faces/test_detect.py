@@ -1,6 +1,5 @@
 """Real MTCNN on a generated clip: faces found, coordinates mapped back to source pixels."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

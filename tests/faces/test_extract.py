@@ -206,8 +206,9 @@ def test_frame_arrays_grow_past_their_capacity_and_pad():
 
 
 def test_grey_odd_sized_variable_rate_video_is_decoded_and_its_quirks_reported(tmp_path):
-    import av
     from fractions import Fraction
+
+    import av
 
     from pipeline_lib.faces.extract import VideoReport, decode_batches
 

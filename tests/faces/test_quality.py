@@ -13,8 +13,13 @@ from skimage.transform import SimilarityTransform
 
 from pipeline_lib.faces.align import template_for
 from pipeline_lib.faces.quality import (
-    compare_to_truth, crop_scale_distance, crop_scale_max_distance, eye_roll_degrees, landmark_jitter,
-    pick_samples, save_sample_grid,
+    compare_to_truth,
+    crop_scale_distance,
+    crop_scale_max_distance,
+    eye_roll_degrees,
+    landmark_jitter,
+    pick_samples,
+    save_sample_grid,
 )
 
 TEMPLATE = template_for(112)  # (5, 2)

@@ -6,7 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline_lib.faces.store import FaceTrack, file_sha256, is_complete, read_faces, read_provenance, write_faces
+from pipeline_lib.faces.store import FaceTrack, is_complete, read_faces, read_provenance, write_faces
+from pipeline_lib.files import file_sha256
 
 
 def _track(t: int = 4, size: int = 112) -> FaceTrack:
@@ -91,5 +92,6 @@ def test_streaming_writer_refuses_short_metadata_and_cleans_up(tmp_path: Path):
     with pytest.raises(ValueError, match="3 frames of metadata for 4 crops"):
         with FaceStoreWriter(tmp_path / "v.h5") as writer:
             writer.append(track.crops)
-            writer.commit(track.present[:3], track.filled[:3], track.boxes[:3], track.landmarks[:3], track.scores[:3], {})
+            writer.commit(track.present[:3], track.filled[:3], track.boxes[:3], track.landmarks[:3],
+                          track.scores[:3], {})
     assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,8 @@ def _dets(*faces: tuple[float, float, float, float, float]) -> Detections:
 
 
 def test_iou():
-    np.testing.assert_allclose(iou(np.array([0, 0, 10, 10]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])),
+    np.testing.assert_allclose(iou(np.array([0, 0, 10, 10]),
+                                   np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])),
                                [1.0, 50 / 150, 0.0])
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_lib.data.labels import AU_NAMES, EXPR_NAMES
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
 from tests.data.conftest import write_tiny_video
 from tests.faults.conftest import Project, clone, error_line, warnings_of
 

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import (
-    Project, assert_identical, build, feature_arrays, h5_arrays, state_dict, without_timing,
+    Project,
+    assert_identical,
+    build,
+    feature_arrays,
+    h5_arrays,
+    state_dict,
+    without_timing,
 )
 
 

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.faults.conftest import (
-    Project, assert_identical, clone, feature_arrays, h5_arrays, interrupt, state_dict, without_timing,
+    Project,
+    assert_identical,
+    clone,
+    feature_arrays,
+    h5_arrays,
+    interrupt,
+    state_dict,
+    without_timing,
 )
 
 INTERRUPTED = "interrupted (SIGTERM): re-run to finish"

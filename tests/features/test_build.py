@@ -11,7 +11,7 @@ import torch
 from pipeline_lib.config import FeaturesSettings
 from pipeline_lib.data.labels import COL_EXPR
 from pipeline_lib.data.manifest import load_labels
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
 from pipeline_lib.faces.store import FaceTrack, write_faces
 from pipeline_lib.features.build import build_features, probe_extractors, probe_random_inits
 from pipeline_lib.features.encode import extract_features

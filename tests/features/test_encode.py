@@ -16,7 +16,8 @@ from pipeline_lib.models.mae import MAE, config_by_name
 def _checkpoint(path: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     model = MAE(config_by_name("mae_tiny", depth=1, decoder_depth=1))
-    torch.save({"model": model.state_dict(), "config": {"name": "mae_tiny", "overrides": {"depth": 1, "decoder_depth": 1}},
+    torch.save({"model": model.state_dict(),
+                "config": {"name": "mae_tiny", "overrides": {"depth": 1, "decoder_depth": 1}},
                 "meta": {}}, path)
     return path
 

@@ -1,6 +1,5 @@
 """The `landmarks` extractor: similarity-free 5-point geometry, its validity mask, and its place in the store."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

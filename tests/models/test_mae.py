@@ -8,9 +8,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline_lib.models.mae import (IMAGE_MEAN, IMAGE_STD, MAE, MODELS, MAEConfig, config_by_name, list_configs,
-                                     masked_patch_loss, normalize, patchify, random_masking, sincos_pos_embed_2d,
-                                     unpatchify)
+from pipeline_lib.models.mae import (
+    IMAGE_MEAN,
+    IMAGE_STD,
+    MAE,
+    MODELS,
+    MAEConfig,
+    config_by_name,
+    list_configs,
+    masked_patch_loss,
+    normalize,
+    patchify,
+    random_masking,
+    sincos_pos_embed_2d,
+    unpatchify,
+)
 
 # 32 px, 8 px patches: a 4x4 grid, N = 16; 75% masking keeps K = 4.
 TINY = MAEConfig(image_size=32, patch_size=8, width=32, depth=2, heads=2, decoder_width=32, decoder_depth=1,

@@ -6,11 +6,19 @@ import math
 import pytest
 import torch
 
-from pipeline_lib.data.labels import Task
-from pipeline_lib.models.heads import HEAD_OUTPUTS, AUHead, ExprHead, VAHead, build_head
-from pipeline_lib.models.temporal import (ENCODERS, TemporalConvergence, TemporalEncoder, TemporalModel,
-                                          TransformerEncoder, build_encoder, list_encoders, register_encoder,
-                                          sincos_pos_embed_1d)
+from pipeline_lib.data.labels import TASKS, Task
+from pipeline_lib.models.heads import AUHead, ExprHead, VAHead, build_head
+from pipeline_lib.models.temporal import (
+    ENCODERS,
+    TemporalConvergence,
+    TemporalEncoder,
+    TemporalModel,
+    TransformerEncoder,
+    build_encoder,
+    list_encoders,
+    register_encoder,
+    sincos_pos_embed_1d,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -240,14 +248,14 @@ def test_heads_give_their_task_outputs(task, cls):
     head = build_head(task, H)
     assert isinstance(head, cls)
     out = head(10 * torch.randn(2, 5, H))
-    assert out.shape == (2, 5, HEAD_OUTPUTS[task])
+    assert out.shape == (2, 5, TASKS[task].outputs)
     if task == "va":
         assert out.abs().max() <= 1.0
 
 
 def test_build_head_accepts_the_task_enum_and_rejects_others():
     assert isinstance(build_head(Task.EXPR, H), ExprHead)
-    assert HEAD_OUTPUTS == {"va": 2, "expr": 8, "au": 12}
+    assert {k: s.outputs for k, s in TASKS.items()} == {"va": 2, "expr": 8, "au": 12, "ce": 7}
     with pytest.raises(ValueError, match="no head for task"):
         build_head("ce", H)
     with pytest.raises(ValueError, match="hidden width"):

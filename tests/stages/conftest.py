@@ -31,10 +31,12 @@ def commit(repo: Path, message: str) -> None:
 
 
 def make_project(repo: Path, params: dict[str, Any]) -> Path:
-    """dvc.yaml, pipeline_lib and `params` in a fresh git + DVC repository, committed once."""
+    """dvc.yaml, the code it lists (pipeline_lib, stages) and `params` in a fresh git + DVC repository, committed
+    once."""
     repo.mkdir(parents=True)
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copytree(ROOT / "pipeline_lib", repo / "pipeline_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("pipeline_lib", "stages"):
+        shutil.copytree(ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
     write_params(repo, params)
     run(["git", "init", "-q"], repo)
     run(["dvc", "init", "-q"], repo)

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from pipeline_lib.data.prepare import load_raw
+from pipeline_lib.data.raw import load_raw
 from stages.cli import app
 
 runner = CliRunner()
@@ -49,7 +49,8 @@ def test_corpus_rejects_typo_in_params_before_any_work(tmp_path: Path, tiny_para
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params_dict))
     out = tmp_path / "raw"
-    result = runner.invoke(app, ["corpus", "--params", str(params), "--out", str(out), "--report", str(tmp_path / "corpus.json")])
+    result = runner.invoke(app, ["corpus", "--params", str(params), "--out", str(out),
+                                 "--report", str(tmp_path / "corpus.json")])
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1
@@ -63,7 +64,8 @@ def test_corpus_real_source_that_is_not_a_layout(tmp_path: Path, tiny_params_dic
     (tmp_path / "affwild2" / "videos").mkdir(parents=True)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params_dict))
-    result = runner.invoke(app, ["corpus", "--params", str(params), "--out", str(tmp_path / "raw"), "--report", str(tmp_path / "corpus.json")])
+    result = runner.invoke(app, ["corpus", "--params", str(params), "--out", str(tmp_path / "raw"),
+                                 "--report", str(tmp_path / "corpus.json")])
     assert result.exit_code == 2
     assert "missing annotations/" in result.output
 
@@ -82,7 +84,8 @@ def test_corpus_import_with_a_broken_annotation_file_names_file_and_line(tmp_pat
     tiny_params_dict["data"]["source"] = str(root)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params_dict))
-    result = runner.invoke(app, ["corpus", "--params", str(params), "--out", str(tmp_path / "raw"), "--report", str(tmp_path / "corpus.json")])
+    result = runner.invoke(app, ["corpus", "--params", str(params), "--out", str(tmp_path / "raw"),
+                                 "--report", str(tmp_path / "corpus.json")])
     assert result.exit_code == 0, result.output
     warning = next(line for line in result.output.splitlines() if line.startswith("warning:"))
     assert f"{bad}:4:" in warning and "not an integer: 'nine'" in warning

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline_lib.config import parse_params
 from tests.conftest import tiny_params_raw
 from tests.stages.conftest import BIN, make_project
 from tests.stages.conftest import run as _run
@@ -16,7 +17,7 @@ def project(tmp_path: Path) -> Path:
     """A git + DVC copy of the project's pipeline files with tiny params, the task models and fusion routed as
     in params.yaml: task models on `landmarks`, fusion on it and the `finetuned_<task>` features."""
     params = tiny_params_raw(finetuned=True)
-    assert params["temporal"]["va"]["extractor"] == "landmarks"
+    assert parse_params(params).temporal.resolve("va", params["window"]).extractor == "landmarks"
     assert {"landmarks", "finetuned_va", "finetuned_expr", "finetuned_au"} <= set(params["fusion"]["extractors"])
     return make_project(tmp_path / "repo", params)
 

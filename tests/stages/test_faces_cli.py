@@ -11,7 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pipeline_lib.config import parse_params
-from pipeline_lib.data.prepare import load_raw, prepare_raw
+from pipeline_lib.data.prepare import prepare_raw
+from pipeline_lib.data.raw import load_raw
 from pipeline_lib.faces.store import read_faces, read_provenance
 from stages.cli import app
 

@@ -8,7 +8,6 @@ import yaml
 from typer.testing import CliRunner
 
 from stages.cli import app
-
 from tests.train.conftest import build_corpus
 
 runner = CliRunner()
@@ -44,7 +43,8 @@ def test_fusion_cli_writes_outputs_and_names_a_missing_model(tmp_path: Path, tin
     _temporal(tmp_path, params, raw, features, "au")
     result = _fusion(tmp_path, params, raw, features)
     assert result.exit_code == 0, result.output
-    assert "fusion (concat, feature_feedback): val MTL" in result.output and "pseudo-labels on/off: EXPR F1" in result.output
+    assert "fusion (concat, feature_feedback): val MTL" in result.output
+    assert "pseudo-labels on/off: EXPR F1" in result.output
     metrics = json.loads((tmp_path / "metrics" / "fusion.json").read_text())
     assert len(metrics["curve"]) == 2 and len(metrics["pseudo_off"]["curve"]) == 2
     assert set(metrics["individual"]) == {"va", "expr", "au", "sum"}

@@ -20,7 +20,6 @@ from pipeline_lib.data.layout import AffWild2Layout, read_test_list
 from tests.conftest import TINY_DEMO, tiny_params_raw
 from tests.stages.conftest import make_project, run
 
-
 # The tiny corpus with one more training video and longer videos: enough single-expression windows for the
 # synthetic compound windows to have a pair of constituents (Sadness and Anger at seed 0) at window 8.
 RELEASE_DEMO = {**TINY_DEMO, "train_videos": 3, "min_seconds": 3.0, "max_seconds": 3.5}

@@ -19,7 +19,8 @@ import yaml
 import zarr
 
 from pipeline_lib.config import parse_params
-from pipeline_lib.data.prepare import load_raw, prepare_raw
+from pipeline_lib.data.prepare import prepare_raw
+from pipeline_lib.data.raw import load_raw
 from tests.features.test_encode import _checkpoint
 
 ABAW = Path(sys.executable).parent / "abaw"

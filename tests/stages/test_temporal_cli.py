@@ -8,7 +8,6 @@ import yaml
 from typer.testing import CliRunner
 
 from stages.cli import app
-
 from tests.train.conftest import build_corpus
 
 runner = CliRunner()
@@ -47,3 +46,24 @@ def test_task_without_labels_is_one_line(tmp_path: Path, tiny_params_file: Path)
     assert result.exit_code == 2
     line = result.output.strip()
     assert "\n" not in line and "AU_Detection_Challenge/Train_Set: task au: no labelled training frame" in line
+
+
+def test_a_nan_training_loss_stops_the_stage_in_one_line(tmp_path: Path, tiny_params_dict, monkeypatch):
+    import pipeline_lib.train.temporal as temporal
+
+    real = temporal.task_loss
+
+    def diverging(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        return lambda out, y, m: loss(out, y, m) * float("nan")
+
+    monkeypatch.setattr(temporal, "task_loss", diverging)
+    raw, features = build_corpus(tmp_path / "corpus")
+    tiny_params_dict["temporal"]["common"].update(epochs=2, hidden=16, layers=1, heads=2, threads=1)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params_dict))
+    result = runner.invoke(app, _args(tmp_path, params, raw, features, "expr"))
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1].startswith(
+        "error: temporal expr: the training loss is nan at epoch 1, step 1 of ")
+    assert not (tmp_path / "models" / "expr" / "temporal.pt").exists()

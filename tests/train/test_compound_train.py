@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_lib.artifacts.predictions import read_compound_predictions
 from pipeline_lib.config import CompoundSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
 from pipeline_lib.data.labels import CE_NAMES, EXPR_NAMES
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.features.windows import VideoArrays, WindowDataset
-from pipeline_lib.models.compound import CompoundModel, zero_shot_scores
+from pipeline_lib.models.compound import CompoundModel, load_compound_model, zero_shot_scores
 from pipeline_lib.train.compound import constituent_loss
 from pipeline_lib.train.compound_data import COL_BASIC, COL_CE, load_compound_data
-from pipeline_lib.train.compound_run import load_compound_model, read_compound_predictions, run_compound
-from pipeline_lib.train.curriculum import (CurriculumBatches, Stage, curriculum_stages, direct_stages,
-                                           epoch_shares)
+from pipeline_lib.train.compound_run import run_compound
+from pipeline_lib.train.curriculum import CurriculumBatches, Stage, curriculum_stages, direct_stages, epoch_shares
 from pipeline_lib.train.synthetic import SyntheticCompound, pure_windows
-from tests.train.conftest import build_chain
+from tests.train.conftest import TINY_COMPOUND, build_chain
 
 WINDOW = 16
 
@@ -31,7 +31,7 @@ def chain(tmp_path_factory) -> dict[str, Path]:
 
 
 def _settings(**update) -> CompoundSettings:
-    return CompoundSettings(**{"hidden": 8, "heads": 2, "batch_size": 4, "threads": 1, "seeds": 2,
+    return CompoundSettings(**{**TINY_COMPOUND, "hidden": 8, "heads": 2, "batch_size": 4, "threads": 1, "seeds": 2,
                                "synthetic": {"windows": 32},
                                "curriculum": {"epochs": [1, 1, 1], "share": [0.0, 0.5, 1.0],
                                               "synthetic": [0.0, 1.0, 0.0]}, **update})

@@ -22,9 +22,10 @@ import yaml
 
 from pipeline_lib.config import PretrainSettings
 from pipeline_lib.faces.store import FaceTrack, write_faces
+from pipeline_lib.models.mae import load_mae
 from pipeline_lib.train import distributed
 from pipeline_lib.train.loop import fit
-from pipeline_lib.train.pretrain import load_mae, pretrain_mae, sharded_loader
+from pipeline_lib.train.pretrain import pretrain_mae, sharded_loader
 from tests.train.test_pretrain import _faces
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +193,8 @@ def test_abaw_pretrain_under_torchrun_writes_one_set_of_outputs(tmp_path, faces,
 
 
 def test_abaw_temporal_under_torchrun_writes_one_set_of_outputs(tmp_path, tiny_params_dict):
-    from pipeline_lib.train.temporal_run import load_task_network, read_predictions
+    from pipeline_lib.artifacts.predictions import read_predictions
+    from pipeline_lib.models.task_network import load_task_network
     from tests.train.conftest import build_corpus
 
     raw, features = build_corpus(tmp_path / "corpus")
@@ -221,3 +223,45 @@ def test_abaw_temporal_under_torchrun_writes_one_set_of_outputs(tmp_path, tiny_p
 if __name__ == "__main__":
     torch.set_num_threads(1)
     _launch(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])
+
+
+NAN_ON_ONE_RANK = """
+import sys
+import torch
+from pipeline_lib.train import distributed
+from pipeline_lib.train.loop import LossNotFinite, fit
+
+distributed.join("cpu")
+rank = distributed.rank()
+torch.manual_seed(0)
+model = torch.nn.Linear(2, 1)
+ddp = torch.nn.parallel.DistributedDataParallel(model)
+batches = [torch.randn(4, 2) for _ in range(3)]
+calls = [0]
+
+def batch_loss(x):
+    calls[0] += 1
+    loss = ddp(x).pow(2).mean()
+    return loss * float("nan") if rank == 1 and calls[0] == 2 else loss
+
+try:
+    fit(model, batches, batch_loss, None, "score", epochs=2, lr=1e-2, name="temporal va")
+except LossNotFinite as exc:
+    print(f"rank {rank}: {exc}", flush=True)
+    sys.exit(3)
+"""
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    script = tmp_path / "nan_rank.py"
+    script.write_text(NAN_ON_ONE_RANK)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    # Deciding on its own loss, rank 1 alone would stop; rank 0 would wait in backward's all-reduce until torchrun
+    # killed it, without a word.
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    for rank in (0, 1):
+        assert f"rank {rank}: temporal va: the training loss is nan at epoch 1, step 2 of 3;" in done.stdout, (
+            done.stdout + done.stderr[-3000:])

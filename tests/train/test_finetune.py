@@ -10,11 +10,14 @@ import torch
 
 from pipeline_lib.config import FinetuneSettings
 from pipeline_lib.data.errors import DataError
-from pipeline_lib.models.mae import MAE, config_by_name
+from pipeline_lib.models.mae import MAE, config_by_name, load_mae
 from pipeline_lib.train.finetune import (
-    FaceVideo, _centred, _parameter_groups, finetune_encoder, save_finetuned,
+    FaceVideo,
+    _centred,
+    _parameter_groups,
+    finetune_encoder,
+    save_finetuned,
 )
-from pipeline_lib.train.pretrain import load_mae
 
 OVERRIDES = {"depth": 3, "decoder_depth": 1, "width": 32, "heads": 2, "decoder_width": 32, "decoder_heads": 2}
 

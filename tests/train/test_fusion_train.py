@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_lib.artifacts.predictions import read_fusion_predictions
 from pipeline_lib.config import FusionSettings
-from pipeline_lib.data.labels import COL_EXPR
 from pipeline_lib.data.errors import CheckpointError, DataError
+from pipeline_lib.data.labels import COL_EXPR
 from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.models.fusion import load_fusion_model
 from pipeline_lib.train.fusion import FusionLoss
 from pipeline_lib.train.fusion_data import COL_PSEUDO, load_fusion_data, pseudo_pool, with_pseudo_labels
-from pipeline_lib.train.fusion_run import load_fusion_model, read_fusion_predictions, run_fusion
+from pipeline_lib.train.fusion_run import run_fusion
 from pipeline_lib.train.pseudo import make_pseudo_labels
-from tests.train.conftest import build_corpus, train_task_models
+from tests.train.conftest import TINY_FUSION, build_corpus, train_task_models
 
 WINDOW = 16
 
@@ -36,7 +38,7 @@ def fused(tmp_path_factory) -> tuple[Path, Path, Path]:
 def _settings(**update) -> FusionSettings:
     pseudo = update.pop("pseudo", {})
     return FusionSettings(epochs=2, hidden=8, heads=2, batch_size=4, threads=1,
-                          pseudo={"threshold": 0.2, **pseudo}, **update)
+                          **{**TINY_FUSION, **update, "pseudo": {**TINY_FUSION["pseudo"], "threshold": 0.2, **pseudo}})
 
 
 def test_inputs_join_frame_and_task_features_with_all_labels(fused):

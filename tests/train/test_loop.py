@@ -1,8 +1,11 @@
-"""The shared epoch loop: best epoch kept, and with validate_first the untrained weights can win."""
+"""The shared epoch loop: best epoch kept, the start can win, injected optimizers, and a stop on a NaN loss."""
 
+import pickle
+
+import pytest
 import torch
 
-from pipeline_lib.train.loop import fit
+from pipeline_lib.train.loop import LossNotFinite, fit
 
 
 def _setup():
@@ -42,3 +45,64 @@ def test_without_validate_first_the_first_epoch_is_kept_even_when_worse_than_the
     score = lambda: {"score": -abs(float(model(torch.ones(1, 1)).detach()) - 1.0)}  # noqa: E731
     fitted = fit(model, batches, loss, score, "score", epochs=3, lr=0.1, weight_decay=0.0)
     assert fitted.best_epoch == 0 and fitted.best["score"] == fitted.val_metric[0] < 0
+
+
+def test_a_given_start_competes_like_validate_first_without_scoring_again():
+    model, batches, loss = _setup()
+    calls = []
+
+    def score():
+        calls.append(1)
+        return {"score": -abs(float(model(torch.ones(1, 1)).detach()) - 1.0)}
+
+    fitted = fit(model, batches, loss, score, "score", epochs=2, lr=0.1, start={"score": 0.0})
+    assert fitted.best_epoch == -1 and fitted.best == {"score": 0.0} and len(calls) == 2  # once per epoch only
+    assert model.weight.item() == 1.0 and model.bias.item() == 0.0
+    with pytest.raises(ValueError, match="needs `lr`"):
+        fit(model, batches, loss, score, "score", epochs=1)
+
+
+def test_zero_epochs_with_a_start_keep_the_model_as_it_is():
+    model, batches, loss = _setup()
+    fitted = fit(model, batches, loss, None, "score", epochs=0, lr=0.1, start={"score": 0.5})
+    assert fitted.best_epoch == -1 and fitted.train_loss == [] and model.weight.item() == 1.0
+
+
+def test_an_injected_optimizer_keeps_its_groups_rates_without_schedule_or_clipping():
+    model, batches, loss = _setup()
+    optimizer = torch.optim.SGD([{"params": [model.weight], "lr": 0.01}, {"params": [model.bias], "lr": 0.0}])
+    fit(model, batches, loss, None, "score", epochs=2, optimizer=optimizer, schedule=False, clip=None)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.01, 0.0]
+    assert model.bias.item() == 0.0  # its rate stayed 0: no schedule rewrote it
+    # d/dw mean((w - 5)^2) = 2 (w - 5) = -8 at w = 1, unclipped: w = 1 + 0.01 * 8 = 1.08, then 1.08 + 0.01 * 7.84
+    assert model.weight.item() == pytest.approx(1.08 + 0.01 * 2 * (5 - 1.08))
+
+
+def test_the_default_schedule_warms_up_every_group_from_its_own_rate():
+    model, batches, loss = _setup()
+    optimizer = torch.optim.SGD([{"params": [model.weight], "lr": 0.2}, {"params": [model.bias], "lr": 0.1}])
+    seen = []
+    fit(model, batches * 2, lambda b: (seen.append([g["lr"] for g in optimizer.param_groups]), loss(b))[1],
+        None, "score", epochs=2, optimizer=optimizer)
+    # Two steps of warm-up (one epoch), then the cosine from each group's own rate.
+    assert sum(seen[:3], []) == pytest.approx([0.1, 0.05, 0.2, 0.1, 0.2, 0.1]) and seen[3][0] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_with_the_stage_epoch_and_step_before_the_update(bad):
+    model, batches, loss = _setup()
+    steps = [0]
+
+    def batch_loss(batch):
+        steps[0] += 1
+        return loss(batch) * (bad if steps[0] == 4 else 1.0)
+
+    before = []
+    with pytest.raises(LossNotFinite) as caught:
+        fit(model, batches * 3, batch_loss, lambda: before.append(model.weight.item()) or {"s": 0.0}, "s",
+            epochs=3, lr=0.1, name="temporal va")
+    message = str(caught.value)
+    assert message.startswith(f"temporal va: the training loss is {bad} at epoch 2, step 1 of 3;")
+    assert "\n" not in message and torch.isfinite(model.weight).all()  # the step that would spread it never ran
+    assert isinstance(caught.value, ValueError)  # a DataError: the CLI prints one line and exits 2
+    assert str(pickle.loads(pickle.dumps(caught.value))) == message

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from pipeline_lib.train.losses import au_loss, ccc_loss, class_weights, expr_loss, positive_weights, va_loss
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -9,9 +9,10 @@ import torch
 
 from pipeline_lib.config import ConfigError, PretrainSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
-from pipeline_lib.train.face_frames import FaceFrames
 from pipeline_lib.faces.store import FaceTrack, write_faces
-from pipeline_lib.train.pretrain import load_mae, pretrain_mae
+from pipeline_lib.models.mae import load_mae
+from pipeline_lib.train.face_frames import FaceFrames
+from pipeline_lib.train.pretrain import pretrain_mae
 from pipeline_lib.train.schedule import warmup_cosine
 
 
@@ -60,7 +61,8 @@ def test_face_frames_index_only_detected_frames_and_pickle_without_handles(store
 def test_warmup_then_cosine():
     factors = [warmup_cosine(s, 2, 6) for s in range(6)]
     assert factors[:2] == [0.5, 1.0]
-    np.testing.assert_allclose(factors[2:], [1.0, 0.5 * (1 + np.cos(np.pi / 4)), 0.5, 0.5 * (1 + np.cos(3 * np.pi / 4))])
+    np.testing.assert_allclose(factors[2:],
+                               [1.0, 0.5 * (1 + np.cos(np.pi / 4)), 0.5, 0.5 * (1 + np.cos(3 * np.pi / 4))])
 
 
 SETTINGS = PretrainSettings(epochs=6, batch_size=16, lr=2e-3, warmup_epochs=1, frame_stride=1, color_jitter=0.0,
@@ -125,3 +127,22 @@ def test_no_faces_is_a_clear_error(tmp_path):
                                  np.zeros(3, np.float32)), {})
     with pytest.raises(DataError, match="no face frames to pretrain on"):
         pretrain_mae([empty], SETTINGS, tmp_path / "out")
+
+
+def test_a_nan_loss_stops_pretraining_and_keeps_the_last_good_epoch(tmp_path, stores, monkeypatch):
+    from pipeline_lib.models.mae import MAE
+    from pipeline_lib.train.loop import LossNotFinite
+
+    forward, calls = MAE.forward, [0]
+
+    def breaks_on_the_sixth_batch(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        calls[0] += 1
+        return out._replace(loss=out.loss * float("nan")) if calls[0] == 6 else out
+
+    monkeypatch.setattr(MAE, "forward", breaks_on_the_sixth_batch)
+    with pytest.raises(LossNotFinite, match=r"^pretrain: the training loss is nan at epoch 2, step 2 of 4;"):
+        pretrain_mae(stores, SETTINGS, tmp_path, seed=0)  # 70 images, 4 full batches of 16 per epoch
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and not (tmp_path / "mae.pt").exists()
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())

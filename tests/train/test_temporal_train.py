@@ -8,17 +8,22 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_lib.artifacts.predictions import read_predictions
 from pipeline_lib.config import TemporalSettings
 from pipeline_lib.data.errors import CheckpointError
 from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.models.task_network import load_task_network
+from pipeline_lib.train.scoring import score_task
+from pipeline_lib.train.sliding import predict_videos
 from pipeline_lib.train.task_data import load_task_data
-from pipeline_lib.train.temporal import predict_videos, score_task, train_temporal
-from pipeline_lib.train.temporal_run import load_task_network, read_predictions, run_temporal_task
+from pipeline_lib.train.temporal import train_temporal
+from pipeline_lib.train.temporal_run import run_temporal_task
+from tests.train.conftest import TINY_TEMPORAL
 
 
 def _settings(task: str, **update):
     base = {"epochs": 6, "hidden": 16, "layers": 1, "heads": 2, "batch_size": 4, "dropout": 0.0, "lr": 3e-3,
-            "threads": 1}
+            "threads": 1, **TINY_TEMPORAL}
     return TemporalSettings().resolve(task, 16).model_copy(update={**base, **update})
 
 

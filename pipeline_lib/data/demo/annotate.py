@@ -17,7 +17,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter1d
 
 from pipeline_lib.data.demo.timeline import Track
-from pipeline_lib.data.labels import CLASS_INVALID, COL_AU, COL_EXPR, EXPR_NAMES, VA_INVALID, empty_labels
+from pipeline_lib.data.labels import CLASS_INVALID, COL_AU, COL_EXPR, EXPR_NAMES, VA_INVALID, empty_labels, task_spec
 
 __all__ = ["SubjectLabels", "annotate", "file_values"]
 
@@ -81,6 +81,7 @@ def annotate(track: Track, present: np.ndarray, fps: float, tasks: tuple[str, ..
         if current >= 0:
             labels[run, COL_EXPR] = rng.choice(_CONFUSABLE[current])
     aus = labels[:, COL_AU] > 0.5
+    a: int | np.integer  # a range index below, then an index drawn by rng.integers
     for a in range(aus.shape[1]):
         move = rng.integers(-1, 2)
         if move > 0:
@@ -104,30 +105,19 @@ def annotate(track: Track, present: np.ndarray, fps: float, tasks: tuple[str, ..
         start = int(rng.integers(0, n - length))
         task = tasks[int(rng.integers(len(tasks)))]
         span = slice(start, start + length)
-        if task == "VA":
-            labels[span, :2] = VA_INVALID
-        elif task == "EXPR":
-            labels[span, COL_EXPR] = CLASS_INVALID
-        elif task == "AU":
-            labels[span, COL_AU] = CLASS_INVALID
+        spec = task_spec(task)
+        if spec.columns:
+            labels[span, list(spec.columns)] = spec.invalid
         else:
-            ce[span] = CLASS_INVALID
+            ce[span] = spec.invalid
     return SubjectLabels(labels=labels.astype(np.float32), ce=ce.astype(np.int64), clean=clean.astype(np.float32),
                          ce_clean=ce_clean.astype(np.int64))
 
 
 def file_values(labels: SubjectLabels, task: str, count_delta: int) -> np.ndarray:
     """The array written to `task`'s file (as write_annotation takes it), `count_delta` lines off the frame count."""
-    if task == "VA":
-        values = labels.labels[:, :2].astype(np.float32)
-    elif task == "EXPR":
-        values = labels.labels[:, COL_EXPR].astype(np.int64)
-    elif task == "AU":
-        values = labels.labels[:, COL_AU].astype(np.int64)
-    elif task == "CE":
-        values = labels.ce.astype(np.int64)
-    else:
-        raise ValueError(f"unknown task {task!r}")
+    spec = task_spec(task)
+    values = spec.values(labels.labels) if spec.columns else labels.ce.astype(np.int64)
     if count_delta < 0:
         return values[:count_delta]
     if count_delta > 0:

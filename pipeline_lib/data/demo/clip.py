@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline_lib.data.demo._landmark_table import SOURCE_FACES
 from pipeline_lib.data.demo.identities import identity_pool
 from pipeline_lib.data.demo.plan import MAIN_TASKS, VideoPlan
 from pipeline_lib.data.demo.produce import render_video
-from pipeline_lib.data.demo._landmark_table import SOURCE_FACES
 
 __all__ = ["ClipTruth", "generate_clip"]
 

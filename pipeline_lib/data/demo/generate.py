@@ -21,7 +21,7 @@ from pipeline_lib.data.demo.annotate import file_values
 from pipeline_lib.data.demo.plan import GROUPS, MAIN_TASKS, VideoPlan, plan_corpus
 from pipeline_lib.data.demo.produce import VideoResult, render_video
 from pipeline_lib.data.demo.summary import CorpusSummary, LabelTally, render_card
-from pipeline_lib.data.labels import CLASS_INVALID, LABEL_COLUMNS, VA_INVALID
+from pipeline_lib.data.labels import LABEL_COLUMNS, task_spec
 from pipeline_lib.data.layout import TEST_LIST_TASKS, AffWild2Layout, write_test_list
 from pipeline_lib.data.mtl import frame_is_annotated, write_mtl
 
@@ -51,7 +51,7 @@ def _mtl_labels(labels: np.ndarray, tasks: tuple[str, ...]) -> np.ndarray:
     out = labels.copy()
     for task, columns in LABEL_COLUMNS.items():
         if task not in tasks:
-            out[:, columns] = VA_INVALID if task == "VA" else CLASS_INVALID
+            out[:, columns] = task_spec(task).invalid
     return out
 
 
@@ -71,11 +71,12 @@ def generate_corpus(root: Path, settings: DemoCorpusSettings, seed: int, progres
     jobs = [(plan, layout.videos_dir() / f"{plan.name}.mp4") for plan in plans]
 
     tally = LabelTally()
-    video_files = {g: 0 for g in GROUPS}
-    frames = {g: 0 for g in GROUPS}
+    video_files: dict[str, int] = {g: 0 for g in GROUPS}
+    frames: dict[str, int] = {g: 0 for g in GROUPS}
     identities: dict[str, set[str]] = {"train": set(), "val": set(), "test": set(), "unlabeled": set()}
     mtl: dict[str, dict[str, np.ndarray]] = {"train": {}, "val": {}}
-    quirks = dict.fromkeys(["two_subject_videos", "task_subset_videos", "cross_task_videos", "face_exit_events", "cut_events",
+    quirks = dict.fromkeys(["two_subject_videos", "task_subset_videos", "cross_task_videos", "face_exit_events",
+                            "cut_events",
                             "face_less_frames", "occluded_frames", "invalid_span_files",
                             "mismatched_annotation_files"], 0)
     mismatched: list[tuple[str, int, int]] = []
@@ -96,7 +97,9 @@ def generate_corpus(root: Path, settings: DemoCorpusSettings, seed: int, progres
             identities[plan.split].add(subject.identity)
             quirks["occluded_frames"] += int(subject.occluded.sum())
             quirks["invalid_span_files"] += int(plan.invalid_span)
-            np.savez_compressed(root / TRUTH_DIR / f"{subject.name}.npz", **subject.truth_arrays(plan.fps, plan.split))
+            # numpy's stubs let a ** mapping fill allow_pickle (a bool) too; these keys are array names
+            np.savez_compressed(root / TRUTH_DIR / f"{subject.name}.npz",
+                                **subject.truth_arrays(plan.fps, plan.split))  # type: ignore[arg-type]
             for task in plan.tasks:
                 values = file_values(subject.labels, task, plan.count_delta)
                 path = layout.annotation_path(task, plan.split_of(task), subject.name)

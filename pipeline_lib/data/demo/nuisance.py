@@ -8,8 +8,9 @@ plus small per-frame jitter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class HeadPath:
 
 
 def make_head_path(n: int, fps: float, centre: tuple[float, float], iod: float, arousal: np.ndarray,
-                   rng: np.random.Generator, exits: list[tuple[int, int, float]] = ()) -> HeadPath:
+                   rng: np.random.Generator, exits: Sequence[tuple[int, int, float]] = ()) -> HeadPath:
     """Slow pose wander + arousal-driven sway + jitter; `exits` are (start, end, distance px) moves out of frame."""
     agitation = np.clip(arousal, 0, 1) * 0.8 + 0.1
     sway = np.sin(2 * np.pi * rng.uniform(1.0, 2.0) * np.arange(n) / fps + rng.uniform(0, 6.3))
@@ -92,11 +93,12 @@ def make_occluders(n: int, fps: float, count: int, skin: np.ndarray, rng: np.ran
         start = int(rng.integers(0, n - length))
         if rng.random() < 0.6:
             where = [(0.0, 1.05), (-0.55, 0.8), (0.55, 0.8), (0.0, 1.45)][rng.integers(4)]
-            colour = tuple(float(c) for c in np.clip(skin * rng.uniform(0.85, 1.05), 0, 255))
+            colour = cast(tuple[float, float, float],  # an RGB colour: 3 channels
+                          tuple(float(c) for c in np.clip(skin * rng.uniform(0.85, 1.05), 0, 255)))
             out.append(Occluder(start, start + length, "hand", (where[0] + rng.normal(0, 0.05), where[1]),
                                 (rng.uniform(0.34, 0.48), rng.uniform(0.26, 0.36)), rng.uniform(-0.6, 0.6), colour))
         else:
-            colour = tuple(float(c) for c in rng.uniform(20, 200, size=3))
+            colour = cast(tuple[float, float, float], tuple(float(c) for c in rng.uniform(20, 200, size=3)))
             side = rng.choice([-1.0, 1.0])
             out.append(Occluder(start, start + length, "bar", (side * rng.uniform(0.5, 0.8), rng.uniform(0.6, 1.2)),
                                 (rng.uniform(0.12, 0.2), rng.uniform(0.6, 0.9)), rng.uniform(-0.4, 0.4), colour))

@@ -99,19 +99,20 @@ def plan_corpus(settings: DemoCorpusSettings, seed: int) -> list[VideoPlan]:
         for j in range(counts[group]):
             index = len(plans)
             n_frames = max(int(round(rng.uniform(s.min_seconds, s.max_seconds) * s.fps)), 2)
-            split = {"two_subject": "train" if j % 2 == 0 else "val", "ce_train": "train",
-                     "ce_val": "val"}.get(group, group)
+            split: Literal["train", "val", "test", "unlabeled"] = {
+                "two_subject": "train" if j % 2 == 0 else "val", "ce_train": "train", "ce_val": "val"}.get(group, group)
             people = queues["train" if split == "train" else "val" if split in ("val", "test") else "spare"]
             if group == "two_subject":
                 identities = people.take(2, avoid=_TOO_SMALL_WHEN_HALVED)
                 name = f"video_{index:03d}"
-                subjects = (f"{name}_left", f"{name}_right")
+                subjects: tuple[str, ...] = (f"{name}_left", f"{name}_right")
             else:
                 identities = ("grace_hopper",) if group == "train" and j == 0 else people.take(1)
                 name = f"{'compound' if group.startswith('ce') else 'video'}_{index:03d}"
                 subjects = (name,)
             if group in ("train", "val", "two_subject"):
-                tasks = _SUBSETS[j % len(_SUBSETS)] if (group != "two_subject" and j >= 2 and j % 4 == 3) else MAIN_TASKS
+                subset = group != "two_subject" and j >= 2 and j % 4 == 3
+                tasks = _SUBSETS[j % len(_SUBSETS)] if subset else MAIN_TASKS
             elif group in ("ce_train", "ce_val"):
                 tasks = ("CE",)
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -106,7 +107,8 @@ def render_video(plan: VideoPlan, video_path: Path) -> VideoResult:
         head = make_head_path(plan.n_frames, plan.fps, centre, iod, track.va[:, 1], head_rng, exits=exits)
         ident = load_identity(identity)
         occluders = make_occluders(plan.n_frames, plan.fps, plan.occluders, ident.skin, head_rng)
-        clothing = tuple(float(c) for c in np.clip(head_rng.uniform(25, 200) + head_rng.normal(0, 30, 3), 0, 255))
+        clothing = cast(tuple[float, float, float],  # an RGB colour: 3 channels
+                        tuple(float(c) for c in np.clip(head_rng.uniform(25, 200) + head_rng.normal(0, 30, 3), 0, 255)))
         subjects.append(Subject(ident, build_rig(identity), track, head, tuple(occluders), clothing))
         label_rngs.append(label_rng)
 

@@ -66,7 +66,7 @@ def _letterboxed(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`frame` scaled to fill `size`'s height, centred on black (the aspect ratio kept)."""
     width, height = size
     scaled_width = min(width, round(frame.shape[1] * height / frame.shape[0]) // 2 * 2)
-    scaled = np.asarray(Image.fromarray(frame).resize((scaled_width, height), Image.BILINEAR))
+    scaled = np.asarray(Image.fromarray(frame).resize((scaled_width, height), Image.Resampling.BILINEAR))
     canvas = np.zeros((height, width, 3), np.uint8)
     left = (width - scaled_width) // 2
     canvas[:, left:left + scaled_width] = scaled
@@ -104,7 +104,7 @@ def _write_crops(frames: np.ndarray, boxes: np.ndarray, folder: Path, gap: int) 
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         half = 0.65 * max(box[2] - box[0], box[3] - box[1])
         crop = Image.fromarray(frame).crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
-        crop.resize((_CROP, _CROP), Image.BILINEAR).save(folder / f"{t + 1:05d}.jpg", quality=95)
+        crop.resize((_CROP, _CROP), Image.Resampling.BILINEAR).save(folder / f"{t + 1:05d}.jpg", quality=95)
         written += 1
     return written
 

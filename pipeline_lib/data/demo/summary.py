@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_lib.data.labels import AU_NAMES, CE_NAMES, CLASS_INVALID, EXPR_NAMES, VA_INVALID
+from pipeline_lib.data.labels import AU_NAMES, CE_NAMES, EXPR_NAMES, task_spec
 
 __all__ = ["CorpusSummary", "LabelTally", "render_card"]
 
@@ -35,18 +35,16 @@ class LabelTally:
         values = np.asarray(values)
         self.files[key] = self.files.get(key, 0) + 1
         self.lines[key] = self.lines.get(key, 0) + len(values)
-        if task == "VA":
-            valid = (values != VA_INVALID).all(axis=1)
-        elif task == "AU":
-            valid = (values != CLASS_INVALID).all(axis=1)
-            counts = self.au.setdefault(split, [0] * len(AU_NAMES))
+        spec = task_spec(task)
+        marked = values != spec.invalid  # (N,) or (N, L)
+        valid = marked.all(axis=1) if marked.ndim == 2 else marked
+        if spec.kind == "multilabel":  # positives per output
+            counts = self.au.setdefault(split, [0] * spec.outputs)
             for a, n in enumerate((values[valid] == 1).sum(axis=0).tolist()):
                 counts[a] += int(n)
-        else:
-            valid = values != CLASS_INVALID
-            names = EXPR_NAMES if task == "EXPR" else CE_NAMES
-            counts = (self.expr if task == "EXPR" else self.ce).setdefault(split, [0] * len(names))
-            for c, n in enumerate(np.bincount(values[valid].astype(np.int64), minlength=len(names)).tolist()):
+        elif spec.kind == "multiclass":  # frames per class
+            counts = getattr(self, spec.key).setdefault(split, [0] * spec.outputs)
+            for c, n in enumerate(np.bincount(values[valid].astype(np.int64), minlength=spec.outputs).tolist()):
                 counts[c] += int(n)
         self.valid[key] = self.valid.get(key, 0) + int(valid.sum())
 

@@ -16,6 +16,8 @@ from types import TracebackType
 import av
 import numpy as np
 
+from pipeline_lib.files import partial_path
+
 __all__ = ["VideoWriter", "read_frames", "rgb_to_yuv420p", "yuv420p_to_rgb"]
 
 _RGB_TO_YUV = np.array([[0.257, 0.504, 0.098], [-0.148, -0.291, 0.439], [0.439, -0.368, -0.071]], np.float32)
@@ -56,7 +58,7 @@ class VideoWriter:
 
     def __init__(self, path: Path, fps: float, width: int, height: int, qp: int = 23) -> None:
         self.path = Path(path)
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._tmp = partial_path(self.path, keep_suffix=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
         # Without this the mp4 muxer stamps the wall-clock creation time into the file.

@@ -9,10 +9,17 @@ import numpy as np
 
 from pipeline_lib.data.annotations import read_annotation
 from pipeline_lib.data.demo.generate import CARD_FILE, TRUTH_DIR
-from pipeline_lib.data.demo.summary import LabelTally
 from pipeline_lib.data.demo.plan import MAIN_TASKS, plan_corpus
+from pipeline_lib.data.demo.summary import LabelTally
 from pipeline_lib.data.labels import (
-    AU_NAMES, CE_NAMES, CLASS_INVALID, COL_AU, COL_EXPR, EXPR_NAMES, LABEL_COLUMNS, VA_INVALID,
+    AU_NAMES,
+    CE_NAMES,
+    CLASS_INVALID,
+    COL_AU,
+    COL_EXPR,
+    EXPR_NAMES,
+    LABEL_COLUMNS,
+    VA_INVALID,
 )
 from pipeline_lib.data.layout import TEST_LIST_TASKS, AffWild2Layout, read_test_list
 from pipeline_lib.data.manifest import BASIC_TASKS, build_manifest, load_labels

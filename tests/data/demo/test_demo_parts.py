@@ -9,7 +9,12 @@ from pipeline_lib.config import DemoCorpusSettings
 from pipeline_lib.data.demo.annotate import annotate, file_values
 from pipeline_lib.data.demo.clip import generate_clip
 from pipeline_lib.data.demo.identities import (
-    EYE_MID, PATCH_IOD, PATCH_SIZE, identity_pool, load_identity, split_identities,
+    EYE_MID,
+    PATCH_IOD,
+    PATCH_SIZE,
+    identity_pool,
+    load_identity,
+    split_identities,
 )
 from pipeline_lib.data.demo.plan import plan_corpus
 from pipeline_lib.data.demo.rig import AU_TABLE, build_rig, displacement_field
@@ -85,11 +90,11 @@ def test_annotation_marks_absent_frames_and_shifts_line_counts():
 
 def test_plan_spreads_every_quirk_over_the_default_corpus():
     plans = plan_corpus(DemoCorpusSettings(), seed=0)
-    assert len(plans) == 37 and len({p.name for p in plans}) == 37
+    assert len(plans) == 49 and len({p.name for p in plans}) == 49
     assert sum(p.exits for p in plans) and sum(p.cuts for p in plans) and sum(p.occluders for p in plans)
     assert sum(p.count_delta != 0 for p in plans) >= 3 and sum(p.invalid_span for p in plans) >= 3
     assert any(p.tasks not in (("VA", "EXPR", "AU"), ("CE",), ()) for p in plans)
-    assert 5000 <= sum(p.n_frames for p in plans) <= 7500
+    assert 7000 <= sum(p.n_frames for p in plans) <= 9500
 
 
 def test_generate_clip_truth_matches_the_video(tmp_path):

@@ -7,7 +7,6 @@ everywhere: a `CheckpointError` naming the file, never code run on load.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from pipeline_lib.data.errors import CheckpointError
+from pipeline_lib.files import atomic_path
 
 __all__ = ["from_spec", "read_checkpoint", "rebuild", "save_spec_model", "write_checkpoint"]
 
@@ -24,14 +24,8 @@ M = TypeVar("M", bound=nn.Module)
 
 def write_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
     """torch.save to a hidden partial file, then rename: a crash never leaves a half file under `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_path(path) as partial:
         torch.save(checkpoint, partial)
-        os.replace(partial, path)
-    except BaseException:  # including an interrupt: no half-written partial is left behind
-        partial.unlink(missing_ok=True)
-        raise
 
 
 def read_checkpoint(path: Path, missing: str = "missing") -> dict[str, Any]:

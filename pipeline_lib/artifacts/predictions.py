@@ -7,7 +7,6 @@ per video."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-__all__ = ["read_predictions", "read_video_groups", "write_groups"]
+from pipeline_lib.files import atomic_path
+
+__all__ = ["read_compound_predictions", "read_fusion_predictions", "read_predictions", "read_video_groups",
+           "write_groups"]
 
 
 def read_video_groups(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
@@ -34,6 +36,16 @@ def read_predictions(path: Path, model: str = "temporal") -> tuple[dict[str, dic
     return videos, meta
 
 
+def read_fusion_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """{video: {"va", "expr", "au", "hidden", "valid", ["pseudo_label"]}} and the file's metadata."""
+    return read_video_groups(path)
+
+
+def read_compound_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """{video: {"ce", "zero_shot", "valid", ["basic"]}} and the file's metadata."""
+    return read_video_groups(path)
+
+
 def write_groups(path: Path, meta: Mapping[str, Any],
                  groups: Iterable[tuple[str, Mapping[str, np.ndarray], str]]) -> None:
     """Write a prediction file atomically: `meta` as JSON, then per (group path, datasets, splits) one HDF5 group
@@ -43,17 +55,10 @@ def write_groups(path: Path, meta: Mapping[str, Any],
     Written under a hidden `.partial` name and renamed, so an interrupted stage never leaves a file that looks
     finished; the partial file is removed when writing fails.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        with h5py.File(partial, "w") as h5:
-            h5.attrs["meta"] = json.dumps(dict(meta), sort_keys=True)
-            for name, datasets, splits in groups:
-                group = h5.create_group(name)
-                for key, values in datasets.items():
-                    group.create_dataset(key, data=values)
-                group.attrs["splits"] = splits
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as partial, h5py.File(partial, "w") as h5:
+        h5.attrs["meta"] = json.dumps(dict(meta), sort_keys=True)
+        for name, datasets, splits in groups:
+            group = h5.create_group(name)
+            for key, values in datasets.items():
+                group.create_dataset(key, data=values)
+            group.attrs["splits"] = splits
