@@ -22,8 +22,8 @@ from pipeline_lib.data.errors import DataError
 from pipeline_lib.faces.align import CROP_SIZE
 from pipeline_lib.files import partial_path
 
-__all__ = ["FORMAT_VERSION", "FaceStoreWriter", "FaceTrack", "is_complete", "open_face_store", "read_faces",
-           "read_provenance", "read_report", "read_track_info", "write_faces"]
+__all__ = ["FORMAT_VERSION", "FaceStoreWriter", "FaceTrack", "StoredCrops", "is_complete", "open_face_store",
+           "read_faces", "read_provenance", "read_report", "read_track_info", "write_faces"]
 
 FORMAT_VERSION: Final[int] = 1
 _PROVENANCE: Final[str] = "provenance"  # attrs key holding the JSON provenance
@@ -148,6 +148,43 @@ def write_faces(path: Path, track: FaceTrack, provenance: Mapping[str, Any]) -> 
     with FaceStoreWriter(path, track.crops.shape[1]) as writer:
         writer.append(track.crops)
         writer.commit(track.present, track.filled, track.boxes, track.landmarks, track.scores, provenance)
+
+
+@dataclass(frozen=True)
+class StoredCrops:
+    """A face store's first `shape[0]` aligned crops (T, S, S, 3) uint8, read from the file only where indexed.
+
+    A whole video's crops are 37.6 KB a frame (about 105 GB for Aff-Wild2), so stages that sample frames from
+    every video index this instead of holding them: `crops[a:b]` reads those rows, `crops[rows]` (increasing
+    row numbers) those frames, each call one short open of the file.
+    """
+
+    path: Path
+    shape: tuple[int, int, int, int]
+
+    @classmethod
+    def open(cls, path: Path, n_frames: int | None = None) -> StoredCrops:
+        with open_face_store(path) as h5:
+            shape = h5["crops"].shape
+        n = shape[0] if n_frames is None else min(n_frames, shape[0])
+        return cls(Path(path), (n, *shape[1:]))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                raise IndexError("StoredCrops slices take a step of 1")
+            key = slice(start, max(start, stop))
+        else:
+            key = np.asarray(key)
+            if key.ndim != 1 or (len(key) and (key[0] < 0 or key[-1] >= len(self) or (np.diff(key) <= 0).any())):
+                raise IndexError(f"StoredCrops takes increasing row numbers in [0, {len(self)})")
+        with open_face_store(self.path) as h5:
+            values: np.ndarray = h5["crops"][key]
+        return values
 
 
 def open_face_store(path: Path) -> h5py.File:

@@ -27,7 +27,7 @@ import torch
 from pipeline_lib import __version__
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import BASIC_KEYS
-from pipeline_lib.faces.store import open_face_store
+from pipeline_lib.faces.store import StoredCrops, open_face_store
 from pipeline_lib.features.geometry import GEOMETRY_VERSION, LANDMARKS, landmark_store_features
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.files import file_sha256
@@ -112,7 +112,8 @@ class VideoFeatures:
     seconds: float
 
 
-def encode_crops(model: torch.nn.Module, crops: np.ndarray | h5py.Dataset, present: np.ndarray, batch_size: int,
+def encode_crops(model: torch.nn.Module, crops: np.ndarray | h5py.Dataset | StoredCrops, present: np.ndarray,
+                 batch_size: int,
                  device: str = "cpu", precision: str = "fp32") -> np.ndarray:
     """(T, D) float32 features of the frames of `crops` (T, S, S, 3) uint8 with `present` (T,); other rows are zero.
 

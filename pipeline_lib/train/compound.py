@@ -39,9 +39,10 @@ from pipeline_lib.train.synthetic import SyntheticCompound
 __all__ = ["TrainedCompound", "ce_class_f1", "constituent_loss", "predict_compound", "score_compound", "train_compound"]
 
 
-def predict_compound(model: CompoundModel, videos: Sequence[VideoArrays], window: int, device: str = "cpu"
-                     ) -> list[dict[str, np.ndarray]]:
-    """Per video {ce (T, 7) compound probabilities, basic (T, 8) basic-expression probabilities}."""
+def predict_compound(model: CompoundModel, videos: Sequence[VideoArrays], window: int, device: str = "cpu",
+                     keep: Callable[[np.ndarray], np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
+    """Per video {ce (T, 7) compound probabilities, basic (T, 8) basic-expression probabilities}; `keep` (e.g. a
+    `mapped.Spill`) takes each video's arrays as they are made."""
     model.eval()
 
     def forward(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +52,8 @@ def predict_compound(model: CompoundModel, videos: Sequence[VideoArrays], window
     out = []
     for video in videos:
         joined, _ = sliding_predict(forward, video.features, video.valid, window, device=device)
-        out.append({"ce": joined[:, :len(CE_NAMES)], "basic": joined[:, len(CE_NAMES):]})
+        rows = {"ce": joined[:, :len(CE_NAMES)], "basic": joined[:, len(CE_NAMES):]}
+        out.append({k: keep(v) for k, v in rows.items()} if keep else rows)
     return out
 
 

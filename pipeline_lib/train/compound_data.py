@@ -26,6 +26,7 @@ from pipeline_lib.data.manifest import VideoEntry, load_labels
 from pipeline_lib.data.raw import load_raw
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.features.windows import VideoArrays
+from pipeline_lib.mapped import Spill
 from pipeline_lib.models.compound import zero_shot_scores
 from pipeline_lib.train.fusion_data import frame_sources
 
@@ -83,17 +84,19 @@ def _fit(values: np.ndarray, n: int) -> np.ndarray:
 
 def load_compound_data(raw_dir: Path, store: FeatureStore, fusion_predictions: Path, extractors: list[str],
                        fusion_features: bool = True) -> CompoundData:
-    """Read every video's inputs once (RAM). The fusion predictions must cover every video of the corpus."""
+    """Read every video's inputs once, memory-mapped as in `load_fusion_data`. The fusion predictions must cover
+    every video of the corpus."""
     if not fusion_predictions.is_file():
         raise DataError(fusion_predictions, "missing: run `abaw fusion` first (the compound stage starts from its "
                                             "expression predictions)")
     try:
-        fused, _ = read_fusion_predictions(fusion_predictions)
+        fused, _ = read_fusion_predictions(fusion_predictions, mapped=True)
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(fusion_predictions, f"unreadable fusion predictions ({type(exc).__name__}): re-run "
                                             f"`abaw fusion`") from None
     raw = load_raw(raw_dir)
     every: list[VideoArrays] = []
+    spill = Spill(store.path.parent)
     zero_shot: dict[str, np.ndarray] = {}
     for entry in raw.entries:
         parts, valid = frame_sources(store, extractors, entry.name)
@@ -104,12 +107,12 @@ def load_compound_data(raw_dir: Path, store: FeatureStore, fusion_predictions: P
             raise DataError(fusion_predictions, f"fusion predictions of video {entry.name!r}: {found} in the "
                                                 f"feature store; re-run `abaw fusion`")
         scores = zero_shot_scores(torch.from_numpy(rows["expr"].astype(np.float32))).numpy()  # (T, 7)
-        zero_shot[entry.name] = scores
+        zero_shot[entry.name] = spill(scores)
         if fusion_features:
             parts += [rows["hidden"].astype(np.float16), scores.astype(np.float16)]
         labels15, compound, _ = load_labels(raw.raw_dir, entry)
         labels = np.stack([_fit(labels15[:, COL_EXPR], n), _fit(compound.astype(np.float32), n)], axis=1)  # (T, 2)
-        every.append(VideoArrays(entry.name, np.concatenate(parts, axis=1), valid, labels,
+        every.append(VideoArrays(entry.name, spill(np.concatenate(parts, axis=1)), valid, labels,
                                  labels != CLASS_INVALID))
     sources = list(extractors) + (["fusion_expr", "zero_shot"] if fusion_features else [])
     return CompoundData(every, {e.name: e for e in raw.entries}, sources, zero_shot)

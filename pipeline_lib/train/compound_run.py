@@ -25,6 +25,7 @@ from pipeline_lib.data.labels import CE_NAMES, EXPR_NAMES
 from pipeline_lib.data.manifest import format_splits
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.features.windows import VideoArrays, WindowDataset
+from pipeline_lib.mapped import Spill
 from pipeline_lib.models.compound import zero_shot_probabilities
 from pipeline_lib.train.compound import TrainedCompound, ce_class_f1, predict_compound, score_compound, train_compound
 from pipeline_lib.train.compound_data import COL_BASIC, COL_CE, CompoundData, load_compound_data
@@ -178,7 +179,8 @@ def run_compound(raw_dir: Path, store_path: Path, fusion_predictions: Path, sett
                 scores[name].append(trained.best["f1_macro"])
             if run_seed != seed:
                 continue
-            predicted = predict_compound(trained.model, data.every, window, settings.device)
+            predicted = predict_compound(trained.model, data.every, window, settings.device,
+                                         keep=Spill(predictions_path.parent))
             by_name = {v.name: p["ce"] for p, v in zip(predicted, data.every, strict=True)}
             metrics[name] = _report(trained, [by_name[v.name] for v in data.val], data)
             if name == "curriculum":

@@ -36,7 +36,7 @@ from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import BASIC_KEYS, TASKS
 from pipeline_lib.data.manifest import load_labels
 from pipeline_lib.data.raw import load_raw
-from pipeline_lib.faces.store import open_face_store
+from pipeline_lib.faces.store import StoredCrops, open_face_store
 from pipeline_lib.features.encode import encode_crops
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.windows import VideoArrays
@@ -56,10 +56,10 @@ __all__ = ["FaceVideo", "FinetuneResult", "finetune_encoder", "load_face_videos"
 
 @dataclass(frozen=True)
 class FaceVideo:
-    """One video's aligned crops with one task's labels, all in RAM (a demo video is a few MB)."""
+    """One video's aligned crops (read from its face store where indexed) with one task's labels."""
 
     name: str
-    crops: np.ndarray  # (T, S, S, 3) uint8
+    crops: np.ndarray | StoredCrops  # (T, S, S, 3) uint8
     present: np.ndarray  # (T,) bool
     labels: np.ndarray  # (T, L) float32
     annotated: np.ndarray  # (T, L) bool
@@ -97,10 +97,11 @@ def load_face_videos(raw_dir: Path, face_dir: Path, task: str, split: str) -> li
         if not path.is_file():
             raise DataError(path, f"{entry.name}: no face store (run `abaw faces` first)")
         with open_face_store(path) as h5:
-            crops, present = h5["crops"][...], h5["present"][...].astype(bool)
+            present = h5["present"][...].astype(bool)
         labels, annotated = task_labels(load_labels(raw_dir, entry)[0], task)
-        n = min(len(crops), len(labels))
-        videos.append(FaceVideo(entry.name, crops[:n], present[:n], labels[:n], annotated[:n]))
+        crops = StoredCrops.open(path, len(labels))  # read when sampled: a corpus of crops does not fit in RAM
+        n = len(crops)
+        videos.append(FaceVideo(entry.name, crops, present[:n], labels[:n], annotated[:n]))
     return videos
 
 

@@ -79,9 +79,10 @@ def build_fusion_model(widths: Sequence[int], settings: FusionSettings, window: 
                        heads=settings.heads, dropout=settings.dropout, residual=settings.residual)
 
 
-def predict_fusion(model: FusionModel, videos: Sequence[VideoArrays], window: int, device: str = "cpu"
-                   ) -> list[dict[str, np.ndarray]]:
-    """Per video {va (T, 2), expr (T, 8) probabilities, au (T, 12) probabilities, hidden (T, H) EXPR stream}."""
+def predict_fusion(model: FusionModel, videos: Sequence[VideoArrays], window: int, device: str = "cpu",
+                   keep: Callable[[np.ndarray], np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
+    """Per video {va (T, 2), expr (T, 8) probabilities, au (T, 12) probabilities, hidden (T, H) EXPR stream};
+    `keep` (e.g. a `mapped.Spill`) takes each video's arrays as they are made."""
     model.eval()
 
     def forward(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +93,8 @@ def predict_fusion(model: FusionModel, videos: Sequence[VideoArrays], window: in
     out = []
     for video in videos:
         joined, hidden = sliding_predict(forward, video.features, video.valid, window, device=device)
-        out.append({**{t: joined[:, s] for t, s in PREDICTION_SLICES.items()}, "hidden": hidden})
+        rows = {**{t: joined[:, s] for t, s in PREDICTION_SLICES.items()}, "hidden": hidden}
+        out.append({k: keep(v) for k, v in rows.items()} if keep else rows)
     return out
 
 

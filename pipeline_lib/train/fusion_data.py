@@ -37,6 +37,7 @@ from pipeline_lib.data.raw import load_raw
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.store import FeatureStore, FeatureStoreError, features_digest
 from pipeline_lib.features.windows import VideoArrays
+from pipeline_lib.mapped import Spill
 from pipeline_lib.train.task_data import check_finite
 
 __all__ = ["COL_PSEUDO", "FusionData", "frame_sources", "label_mask", "load_fusion_data", "prediction_source",
@@ -104,9 +105,9 @@ def _task_predictions(predictions_dir: Path, task: str, store: FeatureStore, ext
         raise DataError(path, f"individual task model {task!r} is missing: run `abaw temporal --task {task}` first")
     groups: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     try:
-        groups["temporal"], meta = read_predictions(path, "temporal")
+        groups["temporal"], meta = read_predictions(path, "temporal", mapped=True)
         if "baseline" in _groups(path):
-            groups["baseline"], _ = read_predictions(path, "baseline")
+            groups["baseline"], _ = read_predictions(path, "baseline", mapped=True)
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(path, f"individual task model {task!r}: unreadable predictions ({type(exc).__name__}); "
                               f"re-run `abaw temporal --task {task}`") from None
@@ -157,7 +158,9 @@ def prediction_source(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, extractors: list[str],
                      task_features: bool = True, predictions: bool = False) -> FusionData:
-    """Read every video's sources and labels once (RAM), after checking each task model's provenance.
+    """Read every video's sources and labels once, after checking each task model's provenance. The joined
+    sources are memory-mapped (`mapped.Spill`, beside the feature store) and the task models' predictions mapped
+    from their files, so the corpus is never held in RAM; labels (64 bytes a frame) are.
 
     Sources, in order: the frame features of `extractors`, the temporal task models' hidden features
     (`task_features`), then with `predictions` their per-frame outputs as one (T, 22) source
@@ -167,6 +170,7 @@ def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, 
     per_task = {task: _task_predictions(predictions_dir, task, store, extractors) for task in BASIC_KEYS}
     sources = list(extractors) + (list(BASIC_KEYS) if task_features else []) + (["predictions"] if predictions else [])
     every, widths = [], None
+    spill = Spill(store.path.parent)
     individual: dict[str, dict[str, dict[str, np.ndarray]]] = {"temporal": {}, "baseline": {}}
     for entry in raw.entries:
         parts, valid = frame_sources(store, extractors, entry.name)
@@ -190,7 +194,7 @@ def load_fusion_data(raw_dir: Path, store: FeatureStore, predictions_dir: Path, 
                                 f"but {len(valid)} in the feature store: re-run `abaw temporal`")
             parts.append(outputs)
         labels = _fit(load_labels(raw.raw_dir, entry)[0], len(valid))
-        features = np.concatenate(parts, axis=1)
+        features = spill(np.concatenate(parts, axis=1))  # (T, sum of widths), memory-mapped
         widths = [p.shape[1] for p in parts] if widths is None else widths
         every.append(VideoArrays(entry.name, features, valid, labels, label_mask(labels)))
     assert widths is not None, "the corpus holds no video"

@@ -25,6 +25,7 @@ from pipeline_lib.data.labels import BASIC_KEYS, COL_EXPR, EXPR_NAMES, TASKS
 from pipeline_lib.data.manifest import format_splits
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.features.windows import VideoArrays
+from pipeline_lib.mapped import Spill
 from pipeline_lib.train.fusion import TrainedFusion, expr_class_f1, predict_fusion, train_fusion
 from pipeline_lib.train.fusion_data import FusionData, load_fusion_data, pseudo_pool, with_pseudo_labels
 from pipeline_lib.train.pseudo import PseudoLabels, make_pseudo_labels, truth_agreement
@@ -132,6 +133,7 @@ def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, sett
                                "window": window, "train_videos": len(data.train), "val_videos": len(data.val),
                                "individual": individual}
     main = next(iter(runs))
+    spill = Spill(predictions_path.parent)  # predictions memory-mapped: the corpus is never in RAM
     for name, labels in runs.items():
         train = with_pseudo_labels(data, labels.labels) if labels is not None else data.train
 
@@ -140,7 +142,7 @@ def run_fusion(raw_dir: Path, store_path: Path, temporal_predictions: Path, sett
             on_epoch(name, e, loss, val)
 
         trained = _train(data, train, settings, window, seed, labels, None if on_epoch is None else run_epoch)
-        predicted = predict_fusion(trained.model, data.every, window, settings.device)
+        predicted = predict_fusion(trained.model, data.every, window, settings.device, keep=spill)
         by_name = {v.name: p for p, v in zip(predicted, data.every, strict=True)}
         val_rows = [by_name[v.name] for v in data.val]
         report = _report(trained, data, val_rows)

@@ -62,13 +62,19 @@ def sliding_predict(forward: Callable[[torch.Tensor, torch.Tensor], tuple[torch.
 
 
 def predict_videos(network: TaskNetwork, videos: Sequence[VideoArrays], window: int, device: str = "cpu",
-                   batch_size: int = 64) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per video (activated outputs (T, O), hidden (T, H)) from overlapping windows."""
+                   batch_size: int = 64, keep: Callable[[np.ndarray], np.ndarray] | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per video (activated outputs (T, O), hidden (T, H)) from overlapping windows; `keep` (e.g. a
+    `mapped.Spill`) takes each array as it is made, so only one video's are ever in RAM."""
     network.eval()
 
     def forward(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs, hidden = network(x, mask)
         return activate(network.task, outputs), hidden
 
-    return [sliding_predict(forward, v.features, v.valid, window, batch_size=batch_size, device=device)
-            for v in videos]
+    kept = []
+    for video in videos:
+        outputs, hidden = sliding_predict(forward, video.features, video.valid, window, batch_size=batch_size,
+                                          device=device)
+        kept.append((keep(outputs), keep(hidden)) if keep else (outputs, hidden))
+    return kept

@@ -1,9 +1,10 @@
-"""Per-task training data: cached features from the store paired with one task's labels, held in RAM.
+"""Per-task training data: cached features from the store paired with one task's labels.
 
 A temporal model of one task (va, expr, au) sees only that task's columns of
 the (T, 15) label layout and a mask of which entries are annotated (the
-official invalid markers -5 / -1 are the mask's False). Everything is loaded
-once per video (`load_videos`), so windows are numpy slices afterwards.
+official invalid markers -5 / -1 are the mask's False). Each video's features
+are read once, centred and memory-mapped from a scratch file (`mapped.Spill`),
+so windows are numpy slices afterwards and the corpus is never held in RAM.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pipeline_lib.data.raw import RawCorpus, load_raw
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.store import FeatureStore, FeatureStoreError
 from pipeline_lib.features.windows import VideoArrays
+from pipeline_lib.mapped import Spill
 
 __all__ = ["TaskData", "check_finite", "load_task_data", "task_labels"]
 
@@ -58,7 +60,7 @@ class TaskData:
 
 
 def _video(store: FeatureStore, raw: RawCorpus, entry: VideoEntry, task: str, extractor: str,
-           center: bool) -> VideoArrays:
+           center: bool, spill: Spill) -> VideoArrays:
     try:
         features, valid = store.read(extractor, entry.name)  # (T, D) float16, (T,) bool
     except FeatureStoreError as exc:
@@ -70,7 +72,8 @@ def _video(store: FeatureStore, raw: RawCorpus, entry: VideoEntry, task: str, ex
     if len(labels) != n:  # the store follows the decoded frames; labels follow the manifest's count
         labels = fit_frames(labels, np.zeros((n, labels.shape[1]), np.float32))
         annotated = fit_frames(annotated, np.zeros((n, labels.shape[1]), bool))
-    return VideoArrays(entry.name, center_per_video(features, valid) if center else features, valid, labels, annotated)
+    return VideoArrays(entry.name, spill(center_per_video(features, valid) if center else features), valid, labels,
+                       annotated)
 
 
 def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str,
@@ -91,7 +94,9 @@ def load_task_data(raw_dir: Path, store: FeatureStore, task: str, extractor: str
     wanted = set(names) if names is not None else None
     entries = [e for e in raw.entries if wanted is None or e.name in wanted]
     key = Task(task.upper()).value
-    every = [_video(store, raw, e, task, extractor, center) for e in entries]  # unannotated entries: all-False masks
+    spill = Spill(store.path.parent)
+    # unannotated entries: all-False masks
+    every = [_video(store, raw, e, task, extractor, center, spill) for e in entries]
     # A video's split is this task's: it may be in another task's other split (README, "Splits per task").
     by_split = {s: [v for e, v in zip(entries, every, strict=True) if e.split_of(key) == s] for s in ("train", "val")}
     # The same check for both splits: training needs a labelled face frame to learn from, validation (on the

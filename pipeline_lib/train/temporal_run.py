@@ -25,6 +25,7 @@ from pipeline_lib.config import ResolvedTemporal
 from pipeline_lib.data.manifest import format_splits
 from pipeline_lib.features.store import FeatureStore, features_digest
 from pipeline_lib.features.windows import VideoArrays
+from pipeline_lib.mapped import Spill
 from pipeline_lib.models.task_network import TaskNetwork
 from pipeline_lib.train import distributed
 from pipeline_lib.train.scoring import score_task
@@ -80,7 +81,8 @@ def run_temporal_task(raw_dir: Path, store_path: Path, settings: ResolvedTempora
     metrics: dict[str, Any] = {"task": settings.task, "metric": None, "extractor": settings.extractor,
                                "encoder": settings.encoder, "window": settings.window,
                                "train_videos": len(data.train), "val_videos": len(data.val)}
-    predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # memory-mapped: the corpus is never in RAM
+    spill = Spill(predictions_path.parent)
     for model, run in runs.items():
         def model_epoch(e: int, loss: float, val: float, model: str = model) -> None:
             assert on_epoch is not None  # passed on only when there is one
@@ -97,7 +99,7 @@ def run_temporal_task(raw_dir: Path, store_path: Path, settings: ResolvedTempora
                           {**meta, "encoder": run.encoder, "best_epoch": trained.best_epoch + 1,
                            "val": trained.best})
         predicted[model] = predict_videos(trained.network, data.every, run.window,
-                                           str(distributed.local_device(run.device)))
+                                          str(distributed.local_device(run.device)), keep=spill)
         # The saved predictions must reproduce the selection score: a cheap guard on the averaging path.
         val_rows = [outputs for (outputs, _), v in zip(predicted[model], data.every, strict=True)
                     if any(v is w for w in data.val)]

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline_lib.faces.store import FaceTrack, is_complete, read_faces, read_provenance, write_faces
+from pipeline_lib.faces.store import FaceTrack, StoredCrops, is_complete, read_faces, read_provenance, write_faces
 from pipeline_lib.files import file_sha256
 
 
@@ -95,3 +95,20 @@ def test_streaming_writer_refuses_short_metadata_and_cleans_up(tmp_path: Path):
             writer.commit(track.present[:3], track.filled[:3], track.boxes[:3], track.landmarks[:3],
                           track.scores[:3], {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stored_crops_read_only_the_rows_asked_for_and_stop_at_n_frames(tmp_path: Path):
+    track = _track(t=9)
+    write_faces(tmp_path / "v.h5", track, {})
+    crops = StoredCrops.open(tmp_path / "v.h5", n_frames=7)
+    assert len(crops) == 7 and crops.shape == (7, 112, 112, 3)
+    np.testing.assert_array_equal(crops[2:5], track.crops[2:5])
+    np.testing.assert_array_equal(crops[5:100], track.crops[5:7])  # clipped at n_frames, as an array would be
+    np.testing.assert_array_equal(crops[np.array([0, 3, 6])], track.crops[[0, 3, 6]])
+    assert crops[np.array([], np.int64)].shape == (0, 112, 112, 3)
+    assert StoredCrops.open(tmp_path / "v.h5").shape[0] == 9 == StoredCrops.open(tmp_path / "v.h5", 50).shape[0]
+    for bad in (np.array([3, 1]), np.array([7]), np.array([-1, 2])):
+        with pytest.raises(IndexError):
+            crops[bad]
+    with pytest.raises(IndexError):
+        crops[::2]

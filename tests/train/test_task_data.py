@@ -56,6 +56,7 @@ def test_loaded_features_are_centred_per_video(corpus):
     for video in load_task_data(raw, store, "expr", "mae").every:
         stored, valid = store.read("mae", video.name)
         assert video.features.dtype == np.float16 and video.valid.tolist() == valid.tolist()
+        assert isinstance(video.features, np.memmap) and not video.features.flags.writeable  # never all in RAM
         expected = stored.astype(np.float32) - stored[valid].astype(np.float32).mean(axis=0)
         np.testing.assert_allclose(video.features[valid], expected[valid], atol=2e-3)
         assert not video.features[~valid].any()
