@@ -21,42 +21,36 @@ __all__ = ["read_compound_predictions", "read_fusion_predictions", "read_predict
            "write_groups"]
 
 
-def _read(dataset: h5py.Dataset, mapped: bool) -> np.ndarray:
-    return map_dataset(dataset) if mapped else dataset[...]
-
-
-def read_video_groups(path: Path, mapped: bool = False) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+def read_video_groups(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
     """{video: {dataset: array}} of every top-level group, and the file's `meta` attribute.
 
-    `mapped`: the arrays are read-only memory maps of the file (`mapped.map_dataset`), not copies in RAM; the
-    file must stay in place while they are used (a stage's inputs do).
+    The arrays are read-only memory maps of the file (`mapped.map_dataset`), not copies in RAM, so a reader of a
+    whole corpus's predictions never holds them all; the file must stay in place while they are used (a stage's
+    inputs do).
     """
     with h5py.File(path, "r") as h5:
         meta = json.loads(h5.attrs["meta"])
-        videos = {name: {key: _read(group[key], mapped) for key in group} for name, group in h5.items()}
+        videos = {name: {key: map_dataset(group[key]) for key in group} for name, group in h5.items()}
     return videos, meta
 
 
-def read_predictions(path: Path, model: str = "temporal", mapped: bool = False
-                     ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
-    """A temporal stage's file: {video: {"outputs", "valid", ["hidden"]}} of one model group, and the metadata
-    (`mapped` as in `read_video_groups`)."""
+def read_predictions(path: Path, model: str = "temporal") -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """A temporal stage's file: {video: {"outputs", "valid", ["hidden"]}} of one model group (memory-mapped, as in
+    `read_video_groups`), and the metadata."""
     with h5py.File(path, "r") as h5:
         meta = json.loads(h5.attrs["meta"])
-        videos = {name: {key: _read(group[key], mapped) for key in group} for name, group in h5[model].items()}
+        videos = {name: {key: map_dataset(group[key]) for key in group} for name, group in h5[model].items()}
     return videos, meta
 
 
-def read_fusion_predictions(path: Path, mapped: bool = False
-                            ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+def read_fusion_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
     """{video: {"va", "expr", "au", "hidden", "valid", ["pseudo_label"]}} and the file's metadata."""
-    return read_video_groups(path, mapped)
+    return read_video_groups(path)
 
 
-def read_compound_predictions(path: Path, mapped: bool = False
-                              ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+def read_compound_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
     """{video: {"ce", "zero_shot", "valid", ["basic"]}} and the file's metadata."""
-    return read_video_groups(path, mapped)
+    return read_video_groups(path)
 
 
 def write_groups(path: Path, meta: Mapping[str, Any],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import h5py
 import numpy as np
@@ -71,14 +71,8 @@ def _temporal_outputs(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """model name -> video -> (T, O) outputs of both groups of one task's temporal predictions."""
     with h5py.File(path, "r") as h5:
         groups = [g for g in _TEMPORAL_GROUPS if g in h5]
-    return {_TEMPORAL_GROUPS[g]: {name: rows["outputs"]
-                                  for name, rows in read_predictions(path, g, mapped=True)[0].items()}
+    return {_TEMPORAL_GROUPS[g]: {name: rows["outputs"] for name, rows in read_predictions(path, g)[0].items()}
             for g in groups}
-
-
-def _mapped_groups(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
-    """Every video's predictions memory-mapped from the file: the corpus's predictions are never all in RAM."""
-    return read_video_groups(path, mapped=True)
 
 
 def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compound_path: Path) -> EvalData:
@@ -87,10 +81,10 @@ def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compoun
     for task in BASIC_KEYS:
         models[task].update(_read(temporal_dir / f"{task}.h5", f"{task} temporal predictions",
                                   f"abaw temporal --task {task}", _temporal_outputs))
-    fused, _ = _read(fusion_path, "fusion predictions", "abaw fusion", _mapped_groups)
+    fused, _ = _read(fusion_path, "fusion predictions", "abaw fusion", read_video_groups)
     for task in BASIC_KEYS:
         models[task]["fusion"] = {name: rows[task] for name, rows in fused.items()}
-    compound, _ = _read(compound_path, "compound predictions", "abaw compound", _mapped_groups)
+    compound, _ = _read(compound_path, "compound predictions", "abaw compound", read_video_groups)
     models["ce"]["compound"] = {name: rows["ce"] for name, rows in compound.items()}
     models["ce"]["zero-shot"] = {name: rows["zero_shot"] for name, rows in compound.items()}
     valid = {name: rows["valid"].astype(bool) for name, rows in fused.items()}

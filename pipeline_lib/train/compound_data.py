@@ -90,7 +90,7 @@ def load_compound_data(raw_dir: Path, store: FeatureStore, fusion_predictions: P
         raise DataError(fusion_predictions, "missing: run `abaw fusion` first (the compound stage starts from its "
                                             "expression predictions)")
     try:
-        fused, _ = read_fusion_predictions(fusion_predictions, mapped=True)
+        fused, _ = read_fusion_predictions(fusion_predictions)
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(fusion_predictions, f"unreadable fusion predictions ({type(exc).__name__}): re-run "
                                             f"`abaw fusion`") from None

@@ -105,9 +105,9 @@ def _task_predictions(predictions_dir: Path, task: str, store: FeatureStore, ext
         raise DataError(path, f"individual task model {task!r} is missing: run `abaw temporal --task {task}` first")
     groups: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     try:
-        groups["temporal"], meta = read_predictions(path, "temporal", mapped=True)
+        groups["temporal"], meta = read_predictions(path, "temporal")
         if "baseline" in _groups(path):
-            groups["baseline"], _ = read_predictions(path, "baseline", mapped=True)
+            groups["baseline"], _ = read_predictions(path, "baseline")
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(path, f"individual task model {task!r}: unreadable predictions ({type(exc).__name__}); "
                               f"re-run `abaw temporal --task {task}`") from None
