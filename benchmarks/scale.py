@@ -208,14 +208,14 @@ def run(args: list[str], cwd: Path) -> str:
 # --- measuring -----------------------------------------------------------------------------------------------
 
 
-def _status_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, RssAnon) of a process in KiB; (0, 0) once it is gone."""
+def _status_kib(pid: int) -> tuple[int, int, int]:
+    """(VmRSS, RssAnon, VmHWM) of a process in KiB; zeros once it is gone."""
     try:
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                       if ":" in line)
-        return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("RssAnon", "0 kB").split()[0])
+        return tuple(int(fields.get(key, "0 kB").split()[0]) for key in ("VmRSS", "RssAnon", "VmHWM"))  # type: ignore[return-value]
     except (OSError, ValueError):
-        return 0, 0
+        return 0, 0, 0
 
 
 def _children(pid: int) -> list[int]:
@@ -233,11 +233,12 @@ class TreeSampler(threading.Thread):
     """Samples a `dvc repro` process tree: DVC's own RSS and, summed over the stage command's processes
     (everything below DVC), peak RSS and peak anonymous RSS, and when the command ran."""
 
-    def __init__(self, root_pid: int, every: float = 0.2) -> None:
+    def __init__(self, root_pid: int, every: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.root_pid, self.every = root_pid, every
         self.stop = threading.Event()
         self.peak_rss = self.peak_anon = self.dvc_rss = 0
+        self.hwm: dict[int, int] = {}  # per command process, the kernel's own peak RSS (exact, between samples too)
         self.first: float | None = None
         self.last: float | None = None
 
@@ -256,6 +257,8 @@ class TreeSampler(threading.Thread):
                 sizes = [_status_kib(p) for p in below]
                 self.peak_rss = max(self.peak_rss, sum(s[0] for s in sizes))
                 self.peak_anon = max(self.peak_anon, sum(s[1] for s in sizes))
+                for p, s in zip(below, sizes, strict=True):
+                    self.hwm[p] = max(self.hwm.get(p, 0), s[2])
             self.stop.wait(self.every)
 
 
@@ -293,6 +296,8 @@ def measure_stage(repo: Path, stage: str) -> dict[str, Any]:
     return {"wall_s": round(wall, 2), "command_s": round(min(command, wall), 2),
             "dvc_s": round(max(wall - command, 0.0), 2), "peak_rss_mib": round(sampler.peak_rss / 1024, 1),
             "peak_anon_mib": round(sampler.peak_anon / 1024, 1), "dvc_rss_mib": round(sampler.dvc_rss / 1024, 1),
+            # every command process's own high-water mark, summed: exact for one process, an upper bound for many
+            "hwm_rss_mib": round(sum(sampler.hwm.values()) / 1024, 1),
             "disk_written_mib": round((disk_bytes(repo) - before) / 2**20, 1)}
 
 
@@ -334,11 +339,58 @@ def ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, dict[str, 
     return out
 
 
+AFF_WILD2_FRAMES = 2_800_000
+
+
+def extrapolate(result: dict[str, Any], frames: int = AFF_WILD2_FRAMES) -> dict[str, dict[str, float]]:
+    """Per stage at `frames`: hours (the larger size's time per frame), and peak anonymous memory on the line
+    through the two sizes (what grows with the corpus: labels, per-frame predictions, indexes)."""
+    sizes = sorted(result["sizes"].values(), key=lambda s: s["corpus"]["frames"])
+    small, large = sizes[0], sizes[-1]
+    n0, n1 = small["corpus"]["frames"], large["corpus"]["frames"]
+    out = {}
+    for stage, b in large["stages"].items():
+        a = small["stages"][stage]
+        slope = (b["peak_anon_mib"] - a["peak_anon_mib"]) / (n1 - n0)  # MiB per frame
+        out[stage] = {"hours": round(b["ms_per_frame"] * frames / 3.6e6, 2),
+                      "peak_anon_gib": round(max(b["peak_anon_mib"], b["peak_anon_mib"] + slope * (frames - n1)) / 1024,
+                                             2)}
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README / docs tables of a results/scale.json: both sizes, their ratios, and 2.8 M frames."""
+    sizes = sorted(result["sizes"].values(), key=lambda s: s["corpus"]["frames"])
+    small, large = sizes[0], sizes[-1]
+    n0, n1 = small["corpus"]["frames"], large["corpus"]["frames"]
+    ratios, far = result["ratios_large_over_small"], extrapolate(result)
+    lines = [f"| stage | ms / frame {n0:,} -> {n1:,} | ratio | peak anon MiB | ratio | peak RSS ratio | "
+             f"DVC s (large) | at {AFF_WILD2_FRAMES / 1e6:.1f} M frames, 2 cores |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for stage, b in large["stages"].items():
+        a, r, x = small["stages"][stage], ratios[stage], far[stage]
+        lines.append(f"| {stage} | {a['ms_per_frame']:.2f} -> {b['ms_per_frame']:.2f} | {r['ms_per_frame']:.2f}x | "
+                     f"{a['peak_anon_mib']:.0f} -> {b['peak_anon_mib']:.0f} | {r['peak_anon_mib']:.2f}x | "
+                     f"{r['peak_rss_mib']:.2f}x | {b['dvc_s']:.1f} | {x['hours']:.1f} h, "
+                     f"{x['peak_anon_gib']:.1f} GiB |")
+    disk = large["disk_mib"]
+    lines += ["", f"`dvc status` on the larger project: **{large['dvc_status_s']} s** "
+                  f"({'up to date' if large['dvc_status_clean'] else 'NOT up to date'}); "
+                  f"data {disk['workspace_data']:,.0f} MiB, cache {disk['dvc_cache']:,.0f} MiB, "
+                  f"both together {disk['workspace_and_cache']:,.0f} MiB (hard links count once); "
+                  f"cropped_aligned {small['disk_mib']['cropped_aligned']:,.0f} MiB at {n0:,} frames."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loops", type=int, action="append", help="times each video is looped (twice at least)")
     parser.add_argument("--keep", type=Path, help="work here and keep the corpora and projects")
+    parser.add_argument("--table", action="store_true", help="print results/scale.json as markdown and stop")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(json.loads((HERE / "results" / "scale.json").read_text(encoding="utf-8"))))
+        return
     loops = sorted(args.loops or [1, 13])
     work = args.keep or Path(tempfile.mkdtemp(prefix="abaw-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -355,7 +407,7 @@ def main() -> None:
                   "frames_ratio": round(large["corpus"]["frames"] / small["corpus"]["frames"], 2)}
         out = HERE / "results" / "scale.json"
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(json.dumps(result["ratios_large_over_small"], indent=1))
+        print(markdown(result))
         print(f"wrote {out}")
     finally:
         if args.keep is None:

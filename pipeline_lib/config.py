@@ -124,6 +124,9 @@ class FeaturesSettings(_Section):
     device: Literal["cpu", "cuda"] = "cpu"
     threads: Annotated[int, Field(ge=1, le=256)] = 2
     probe_stride: Annotated[int, Field(ge=1, le=1000)] = 1  # every n-th labelled frame in the linear probe
+    # At most this many frames per split in the probe (the stride grows to fit): its memory and fit time stay
+    # bounded on a million-frame split (the demo's ~3k frames are all kept).
+    probe_max_frames: Annotated[int, Field(ge=100)] = 50_000
     # More random inits (seeds seed+1 .. seed+n) probed beside the stored `random` group: one draw moves by ±0.03.
     probe_random_inits: Annotated[int, Field(ge=0, le=64)] = 4
 

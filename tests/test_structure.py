@@ -22,7 +22,7 @@ _spec.loader.exec_module(deps)
 # mapped (memory-mapped arrays) sit below everything; artifacts (checkpoint and prediction files) and metrics
 # just above the label definitions.
 LAYERS = {
-    "pipeline_lib": 0, "config": 0, "files": 0, "mapped": 0,
+    "pipeline_lib": 0, "config": 0, "files": 0, "heap": 0, "mapped": 0,
     "data": 1,
     "artifacts": 2, "metrics": 2,
     "faces": 3, "models": 4, "features": 5, "train": 6,

@@ -15,11 +15,14 @@ from pipeline_lib.data.manifest import load_labels
 from pipeline_lib.data.raw import load_raw
 from pipeline_lib.faces.store import open_face_store
 from pipeline_lib.features.encode import VideoFeatures, build_extractor, encode_crops, extract_features
-from pipeline_lib.features.probe import expr_frames, linear_probe_f1
+from pipeline_lib.features.probe import linear_probe_f1, probe_rows, split_stride, stack_rows
 from pipeline_lib.features.store import FeatureStore
+from pipeline_lib.heap import release_freed_memory
 
 if TYPE_CHECKING:
     import torch
+
+_SPLITS = ("train", "val")
 
 __all__ = ["build_features", "probe_extractors", "probe_random_inits"]
 
@@ -30,50 +33,67 @@ def _probe_videos(raw_dir: Path) -> list[tuple[str, str, np.ndarray]]:
             if (split := e.split_of("EXPR")) in ("train", "val")]
 
 
-def _probe_f1(videos: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], stride: int,
-              seed: int) -> float | None:
-    """The linear probe on (split, features (T, D), valid (T,), labels) per video; None without enough frames."""
-    split = {s: [video[1:] for video in videos if video[0] == s] for s in ("train", "val")}
+def _strides(videos: Sequence[tuple[str, str, np.ndarray]], stride: int, max_frames: int | None) -> dict[str, int]:
+    """Per split, the frame stride that keeps the probe within `max_frames` (from the labels alone)."""
+    return {split: split_stride([labels for _, s, labels in videos if s == split], stride, max_frames)
+            for split in _SPLITS}
+
+
+def _probe_f1(rows: dict[str, list[tuple[np.ndarray, np.ndarray]]], seed: int) -> float | None:
+    """The linear probe on per-video rows of each split; None without enough frames."""
     try:
-        return round(linear_probe_f1(*expr_frames(split["train"], stride), *expr_frames(split["val"], stride),
-                                     seed=seed), 4)
+        return round(linear_probe_f1(*stack_rows(rows["train"]), *stack_rows(rows["val"]), seed=seed), 4)
     except ValueError:  # too few labelled frames (e.g. a sharded run holding no validation video)
         return None
 
 
 def probe_extractors(raw_dir: Path, store: FeatureStore, extractors: list[str], stride: int = 1,
-                     seed: int = 0) -> dict[str, float | None]:
-    """EXPR macro F1 of a linear probe per extractor: fitted on train videos, scored on validation videos."""
+                     seed: int = 0, max_frames: int | None = None) -> dict[str, float | None]:
+    """EXPR macro F1 of a linear probe per extractor: fitted on train videos, scored on validation videos.
+
+    Video by video, only the probe's rows are kept (at most `max_frames` per split).
+    """
     videos = _probe_videos(raw_dir)
+    strides = _strides(videos, stride, max_frames)
     scores: dict[str, float | None] = {}
     for extractor in extractors:
         present = set(store.videos(extractor))
-        scores[extractor] = _probe_f1([(split, *store.read(extractor, name), labels)
-                                       for name, split, labels in videos if name in present], stride, seed)
+        rows: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {split: [] for split in _SPLITS}
+        for name, split, labels in videos:
+            if name in present:
+                rows[split].append(probe_rows(*store.read(extractor, name), labels, stride=strides[split]))
+        scores[extractor] = _probe_f1(rows, seed)
     return scores
 
 
 def probe_random_inits(raw_dir: Path, face_dir: Path, checkpoint: Path, seeds: Sequence[int], stride: int = 1,
-                       batch_size: int = 128, device: str = "cpu") -> dict[int, float | None]:
+                       batch_size: int = 128, device: str = "cpu",
+                       max_frames: int | None = None) -> dict[int, float | None]:
     """EXPR probe macro F1 of the `random` extractor drawn with each of `seeds`.
 
     One random draw's probe moves by about ±0.03 on the demo split, so the
     stored `random` group alone cannot say whether pretraining helped; these
     extra draws (encoded on the fly, only the probe's videos, never stored)
     give the spread it is judged against. Each video's crops are read once
-    and encoded by every draw.
+    and encoded by every draw; only the probe's rows of it are kept.
     """
     # `random` is a network (only `landmarks` builds None)
     models = {seed: cast("torch.nn.Module", build_extractor("random", checkpoint, seed)).to(device) for seed in seeds}
-    encoded: dict[int, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {seed: [] for seed in seeds}
-    for name, split, labels in _probe_videos(raw_dir):
+    videos = _probe_videos(raw_dir)
+    strides = _strides(videos, stride, max_frames)
+    rows: dict[int, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {
+        seed: {split: [] for split in _SPLITS} for seed in seeds}
+    for name, split, labels in videos:
         if not (face_dir / f"{name}.h5").is_file():
             continue
         with open_face_store(face_dir / f"{name}.h5") as h5:
             present, crops = h5["present"][...].astype(bool), h5["crops"][...]  # (T,), (T, S, S, 3) uint8
         for seed, model in models.items():
-            encoded[seed].append((split, encode_crops(model, crops, present, batch_size, device), present, labels))
-    return {seed: _probe_f1(encoded[seed], stride, seed) for seed in seeds}
+            # float16 as the store keeps them: the seed-0 draw is then exactly the stored `random` group
+            features = encode_crops(model, crops, present, batch_size, device).astype(np.float16)
+            rows[seed][split].append(probe_rows(features, present, labels, stride=strides[split]))
+        release_freed_memory()  # as after every video the stage encodes
+    return {seed: _probe_f1(rows[seed], seed) for seed in seeds}
 
 
 def _faces_without_points(face_dir: Path, store: FeatureStore, names: Sequence[str]) -> list[str]:
@@ -124,7 +144,8 @@ def build_features(raw_dir: Path, face_dir: Path, checkpoint: Path, out: Path, s
     if "landmarks" in settings.extractors:
         metrics["landmarks_without_points"] = _faces_without_points(face_dir, store, names)
     if shard[1] == 1:
-        probe = probe_extractors(raw_dir, store, list(settings.extractors), settings.probe_stride, seed)
+        probe = probe_extractors(raw_dir, store, list(settings.extractors), settings.probe_stride, seed,
+                                 settings.probe_max_frames)
         metrics["expr_probe_macro_f1"] = probe
         if probe.get("mae") is not None and probe.get("random") is not None:
             assert probe["mae"] is not None and probe["random"] is not None  # just checked (.get does not narrow)
@@ -133,7 +154,7 @@ def build_features(raw_dir: Path, face_dir: Path, checkpoint: Path, out: Path, s
             assert probe["mae"] is not None  # just checked (.get does not narrow)
             draws = probe_random_inits(raw_dir, face_dir, checkpoint,
                                        range(seed + 1, seed + 1 + settings.probe_random_inits), settings.probe_stride,
-                                       settings.batch_size, settings.device)
+                                       settings.batch_size, settings.device, settings.probe_max_frames)
             every = [f for f in (probe.get("random"), *draws.values()) if f is not None]
             metrics["expr_probe_random_inits"] = {"macro_f1": {str(k): v for k, v in draws.items()}}
             if every:  # judged against the spread of random draws, the `random` group among them

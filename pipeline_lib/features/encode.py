@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from pipeline_lib.faces.store import StoredCrops, open_face_store
 from pipeline_lib.features.geometry import GEOMETRY_VERSION, LANDMARKS, landmark_store_features
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.files import file_sha256
+from pipeline_lib.heap import release_freed_memory
 from pipeline_lib.models.mae import MAE, load_mae, normalize
 from pipeline_lib.models.registry import Registry
 
@@ -119,7 +121,9 @@ def encode_crops(model: torch.nn.Module, crops: np.ndarray | h5py.Dataset | Stor
 
     `crops` is read in contiguous blocks of `batch_size` frames (one read per
     batch from an HDF5 dataset) and only the frames with a face are encoded.
+    The model is moved to `device` first (as `Module.to`, in place).
     """
+    model = model.to(device)  # the device asked for is where encoding runs, weights included (a no-op when there)
     features: np.ndarray | None = None
     for start in range(0, len(present), batch_size):
         rows = np.flatnonzero(present[start:start + batch_size])
@@ -127,8 +131,9 @@ def encode_crops(model: torch.nn.Module, crops: np.ndarray | h5py.Dataset | Stor
             continue
         block = crops[start:start + batch_size][rows]  # (b, S, S, 3) uint8
         images = normalize(block).to(device)  # (b, 3, S, S)
-        with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                                                    enabled=precision == "bf16"):
+        # fp32 enters no autocast at all: a device without one (`meta`, in the device-plumbing tests) still runs
+        bf16 = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        with torch.inference_mode(), bf16:
             # nn.Module types an unknown attribute as Tensor | Module; every extractor has an encode method
             encoded = model.encode(images).float().cpu().numpy()  # type: ignore[operator]  # (b, D)
         if features is None:
@@ -195,6 +200,8 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
             else:
                 features, valid = extractor_features(model, face_store, batch_size, device, precision)
                 store.write(extractor, name, features, valid, provenance)
+                del features
+                release_freed_memory()  # else the freed activations pile up, video after video
                 done.append(VideoFeatures(extractor, name, len(valid), int(valid.sum()), False,
                                           time.perf_counter() - start))
             on_video(done[-1])

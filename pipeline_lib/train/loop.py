@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from pipeline_lib.data.errors import DataError
+from pipeline_lib.heap import release_freed_memory
 from pipeline_lib.train.distributed import mean_over_ranks
 from pipeline_lib.train.schedule import warmup_cosine
 
@@ -111,6 +112,7 @@ def fit(model: nn.Module, loader: Iterable[Any], batch_loss: Callable[[Any], tor
             optimizer.step()
             running, batches, step = running + value, batches + 1, step + 1
         scores = validate() if validate is not None else {metric: float("nan")}
+        release_freed_memory()  # the epoch's freed batches: without this the heap grows with the corpus
         result.train_loss.append(mean_over_ranks(running / max(1, batches)))  # itself in one process
         result.val_metric.append(scores[metric])
         if best_state is None or validate is None or scores[metric] > result.best[metric]:

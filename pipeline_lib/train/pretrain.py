@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from pipeline_lib.artifacts.checkpoints import write_checkpoint
 from pipeline_lib.config import ConfigError, PretrainSettings
 from pipeline_lib.data.errors import CheckpointError, DataError
+from pipeline_lib.heap import release_freed_memory
 from pipeline_lib.models.mae import IMAGE_MEAN, IMAGE_STD, MAE, config_by_name, read_mae_checkpoint
 from pipeline_lib.train import distributed
 from pipeline_lib.train.face_frames import FaceFrames, face_augmentation
@@ -144,6 +145,7 @@ def pretrain_mae(stores: Sequence[Path], settings: PretrainSettings, out_dir: Pa
             running, batches, step = running + value, batches + 1, step + 1
             if rank == 0 and on_step is not None:
                 on_step(step, value, lr)
+        release_freed_memory()  # the epoch's freed batches (the heap would grow with the images seen)
         mean = running / max(1, batches)
         result.epoch_losses.append(mean)
         result.epochs_run += 1

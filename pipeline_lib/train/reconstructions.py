@@ -37,10 +37,12 @@ def save_reconstructions(model: MAE, crops: np.ndarray, path: Path, mask_ratio: 
         figure.savefig(path, dpi=100)
         return
     model.eval()
+    device = next(model.parameters()).device  # the crops go where the model is (a CUDA-trained MAE stays there)
     with torch.inference_mode():
-        images = normalize(crops)
+        images = normalize(crops).to(device)  # (N, 3, S, S)
+        # The mask noise is drawn on the CPU: the same figure for a seed on any device.
         masked, rebuilt = model.reconstruct(images, mask_ratio, torch.Generator().manual_seed(seed))
-    rows = [("input", crops), ("masked", _to_uint8(masked)), ("reconstruction", _to_uint8(rebuilt))]
+    rows = [("input", crops), ("masked", _to_uint8(masked.cpu())), ("reconstruction", _to_uint8(rebuilt.cpu()))]
     axes = figure.subplots(3, len(crops), squeeze=False)
     for r, (title, pictures) in enumerate(rows):
         for c, picture in enumerate(pictures):

@@ -63,6 +63,18 @@ def test_random_init_seed_zero_is_the_stored_random_extractor(project, one_torch
                                        batch_size=7)  # batching does not change a draw
 
 
+def test_max_frames_bounds_both_probes_alike(project, one_torch_thread):
+    """Capped, the stored `random` group and the seed-0 draw still see the same rows, and fewer of them."""
+    store = FeatureStore(project["root"] / "features.zarr")
+    names = [e.name for e in load_raw(project["raw"]).entries]
+    extract_features(project["faces"], names, store, ["random"], project["checkpoint"], batch_size=16, seed=0)
+    capped = probe_extractors(project["raw"], store, ["random"], max_frames=100)["random"]
+    draws = probe_random_inits(project["raw"], project["faces"], project["checkpoint"], [0], batch_size=16,
+                               max_frames=100)
+    assert draws[0] == capped
+    assert capped != probe_extractors(project["raw"], store, ["random"])["random"]  # other rows, another fit
+
+
 def test_stage_metrics_judge_mae_against_the_random_inits(project, one_torch_thread, tmp_path):
     settings = FeaturesSettings(extractors=("mae", "random"), batch_size=16, threads=1, probe_random_inits=2)
     metrics = build_features(project["raw"], project["faces"], project["checkpoint"], tmp_path / "f.zarr", settings,

@@ -8,9 +8,10 @@ import torch
 
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.faces.store import FaceTrack, write_faces
-from pipeline_lib.features.encode import build_extractor, extract_features
+from pipeline_lib.features.encode import build_extractor, encode_crops, extract_features
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.models.mae import MAE, config_by_name
+from tests.device_guard import device_checked
 
 
 def _checkpoint(path: Path, seed: int) -> Path:
@@ -98,3 +99,12 @@ def test_unknown_extractor(tmp_path):
     with pytest.raises(ValueError, match="unknown extractor 'clip'; known: finetuned_au, finetuned_expr, "
                                          "finetuned_va, landmarks, mae, random"):
         build_extractor("clip", tmp_path / "mae.pt", 0)
+
+
+def test_encoding_runs_the_model_where_its_inputs_go():
+    """`abaw predict` with `features.device: cuda` built the extractor on the CPU and sent its crops to CUDA."""
+    model = MAE(config_by_name("mae_tiny", depth=1, decoder_depth=1, patch_size=14)).eval()  # built on the CPU
+    crops = np.zeros((3, 112, 112, 3), np.uint8)
+    with device_checked(model) as record, pytest.raises(NotImplementedError):  # meta results cannot be copied out
+        encode_crops(model, crops, np.ones(3, bool), batch_size=2, device="meta")
+    assert record.calls and record.problems == []

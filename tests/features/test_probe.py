@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline_lib.features.probe import expr_frames, linear_probe_f1
+from pipeline_lib.features.probe import expr_frames, linear_probe_f1, probe_rows, split_stride
 
 
 def _video(t: int, informative: bool, seed: int):
@@ -23,6 +23,16 @@ def test_expr_frames_keeps_labelled_face_frames_with_stride():
     x, y = expr_frames([_video(20, True, 0)], stride=1)
     assert x.shape == (15, 16) and x.dtype == np.float32 and y.min() >= 0
     assert len(expr_frames([_video(20, True, 0)], stride=2)[0]) == 8
+
+
+def test_split_stride_keeps_a_split_within_max_frames():
+    labels = [_video(20, True, k)[2] for k in range(3)]  # 17 labelled frames each: 51 in the split
+    assert split_stride(labels, stride=1, max_frames=None) == 1
+    assert split_stride(labels, stride=2, max_frames=100) == 2  # small enough: the given stride
+    assert split_stride(labels, stride=1, max_frames=17) == 3
+    kept = sum(len(probe_rows(*_video(20, True, k), stride=3)[1]) for k in range(3))
+    assert kept == 15 <= 17  # 5 of each video's 15 labelled face frames
+    assert split_stride(labels, stride=1, max_frames=51) == 1
 
 
 def test_informative_features_beat_noise():
