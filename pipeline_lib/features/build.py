@@ -17,7 +17,6 @@ from pipeline_lib.faces.store import open_face_store
 from pipeline_lib.features.encode import VideoFeatures, build_extractor, encode_crops, extract_features
 from pipeline_lib.features.probe import linear_probe_f1, probe_rows, split_stride, stack_rows
 from pipeline_lib.features.store import FeatureStore
-from pipeline_lib.heap import release_freed_memory
 
 if TYPE_CHECKING:
     import torch
@@ -92,7 +91,6 @@ def probe_random_inits(raw_dir: Path, face_dir: Path, checkpoint: Path, seeds: S
             # float16 as the store keeps them: the seed-0 draw is then exactly the stored `random` group
             features = encode_crops(model, crops, present, batch_size, device).astype(np.float16)
             rows[seed][split].append(probe_rows(features, present, labels, stride=strides[split]))
-        release_freed_memory()  # as after every video the stage encodes
     return {seed: _probe_f1(rows[seed], seed) for seed in seeds}
 
 

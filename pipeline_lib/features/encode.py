@@ -139,6 +139,7 @@ def encode_crops(model: torch.nn.Module, crops: np.ndarray | h5py.Dataset | Stor
         if features is None:
             features = np.zeros((len(present), encoded.shape[1]), np.float32)
         features[start + rows] = encoded
+        release_freed_memory()  # per batch: within one long video the freed activations would pile up too
     if features is None:  # no face anywhere: width from a dummy forward
         size = crops.shape[1]
         with torch.inference_mode():
@@ -200,8 +201,6 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
             else:
                 features, valid = extractor_features(model, face_store, batch_size, device, precision)
                 store.write(extractor, name, features, valid, provenance)
-                del features
-                release_freed_memory()  # else the freed activations pile up, video after video
                 done.append(VideoFeatures(extractor, name, len(valid), int(valid.sum()), False,
                                           time.perf_counter() - start))
             on_video(done[-1])
