@@ -6,7 +6,7 @@ VENV ?= .venv
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo test test-all clean-outputs
+.PHONY: install demo test test-all test-gpu clean-outputs
 
 install:
 	@scripts/install.sh
@@ -20,6 +20,9 @@ test: install
 
 test-all: install
 	scripts/run_tests.sh -m ""
+
+test-gpu: install  # the tiny pipeline on CUDA vs CPU, then `abaw predict` (skipped without CUDA)
+	scripts/run_tests.sh -m gpu
 
 clean-outputs:
 	rm -rf data/raw metrics plots models

@@ -2,6 +2,7 @@
 
     python benchmarks/claims.py                 # seeds 0-4 on the pipeline's current outputs (after `dvc repro`)
     python benchmarks/claims.py --seeds 8 --keep /tmp/claims
+    python benchmarks/claims.py --table         # results/claims.json as the README's markdown table
 
 One run of the demo says little: on another CPU the same seed flipped two of the README's claims (issue 28).
 This re-runs the stages after the feature store, as a user would (`abaw temporal|fusion|compound` with a
@@ -139,11 +140,32 @@ def summarise(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def table(result: dict[str, Any]) -> str:
+    """The README's claims table: per claim the published direction, mean +- sd over the seeds, seeds held."""
+    lines = ["| claim | published | mean difference +- sd | seeds ahead | holds (mean > sd) |",
+             "| --- | --- | --- | --- | --- |"]
+    for c in result["claims"].values():
+        lines.append(f"| {c['what']} | {c['published']} | {c['mean']:+.4f} +- {c['sd']:.4f} | {c['seeds_held']} "
+                     f"| {'**yes**' if c['holds'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def _upstream() -> dict[str, Any]:
+    """The upstream settings every seed re-used (what the claims are conditional on)."""
+    params = load_params(ROOT / "params.yaml")
+    return {"pretrain": {k: getattr(params.pretrain, k) for k in ("model", "epochs", "frame_stride")},
+            "finetune_epochs": params.finetune.epochs, "temporal_extractor": params.temporal.common.extractor}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     parser.add_argument("--keep", type=Path, help="work here and keep every seed's models and metrics")
+    parser.add_argument("--table", action="store_true", help="print results/claims.json as a markdown table")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads((HERE / "results" / "claims.json").read_text(encoding="utf-8"))))
+        return
     for needed in ("data/features.zarr", "data/predictions", "models/mae/mae.pt"):
         if not (ROOT / needed).exists():
             raise SystemExit(f"{needed} is missing: run `dvc repro` (or `make demo`) first")
@@ -161,7 +183,8 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     claims = summarise(per_seed)
-    result = {"seeds": seeds, "seconds": round(time.perf_counter() - start, 1), "claims": claims}
+    result = {"seeds": seeds, "seconds": round(time.perf_counter() - start, 1), "upstream": _upstream(),
+              "claims": claims}
     out = HERE / "results" / "claims.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for claim, c in claims.items():

@@ -1,12 +1,14 @@
 """params.yaml validation: the real file parses; typos and bad values fail with the key's name."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
 from pipeline_lib.config import (
+    DEVICE_SECTIONS,
     ConfigError,
     DemoCorpusSettings,
     FacesSettings,
@@ -15,6 +17,7 @@ from pipeline_lib.config import (
     Params,
     PretrainSettings,
     TemporalCommon,
+    cuda_available,
     load_params,
     parse_params,
 )
@@ -46,7 +49,56 @@ def test_params_yaml_spells_out_every_pretrain_default():
     assert set(raw["pretrain"]) == set(PretrainSettings.model_fields)
     assert set(raw["finetune"]) == set(FinetuneSettings.model_fields)
     assert set(raw["features"]) == set(FeaturesSettings.model_fields)
-    assert Params().finetune == FinetuneSettings(**raw["finetune"])  # the file's values are the code's defaults
+    assert raw["finetune"]["device"] is None  # inherited from the top-level `device`
+    assert Params().finetune == parse_params(raw).finetune  # the file's values are the code's defaults
+
+
+def test_every_section_inherits_the_top_level_device_unless_it_names_its_own():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    sections = {".".join(path): path for path in DEVICE_SECTIONS}
+    for path in DEVICE_SECTIONS:  # params.yaml leaves every one to the top level
+        section = raw
+        for part in path:
+            section = section[part]
+        assert section["device"] is None, path
+    params = parse_params({"device": "cpu", "pretrain": {"device": "cpu"}})
+    devices = {key: _section(params, path).device for key, path in sections.items()}
+    assert devices == dict.fromkeys(sections, "cpu")
+    assert set(sections) == {"faces", "pretrain", "finetune", "features", "temporal.common", "fusion", "compound"}
+    assert params.temporal.resolve("va", params.window).device == "cpu"
+
+
+def _section(params: Params, path: tuple[str, ...]) -> Any:
+    node: Any = params
+    for part in path:
+        node = getattr(node, part)
+    return node
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize(("raw", "key"), [({"device": "cuda"}, "device"),
+                                          ({"fusion": {"device": "cuda"}}, "fusion.device"),
+                                          ({"temporal": {"common": {"device": "cuda"}}}, "temporal.common.device")])
+def test_cuda_where_there_is_none_is_one_line_naming_the_key(raw, key):
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw)
+    assert str(caught.value) == (f"params.yaml: '{key}' = 'cuda': torch sees no CUDA device on this machine; "
+                                 f"set it to cpu or auto")
+
+
+def test_auto_takes_cuda_when_present(monkeypatch):
+    import pipeline_lib.config as config
+
+    for present, expected in ((True, "cuda"), (False, "cpu")):
+        monkeypatch.setattr(config, "cuda_available", lambda present=present: present)
+        params = parse_params({"device": "auto", "faces": {"device": "cpu"}, "compound": {"device": "auto"}})
+        assert (params.device, params.pretrain.device, params.compound.device, params.faces.device) == (
+            expected, expected, expected, "cpu")
+
+
+def test_an_unknown_device_names_the_choices():
+    with pytest.raises(ConfigError, match=r"^params.yaml: 'features.device' = 'gpu': expected cpu, cuda or auto"):
+        parse_params({"features": {"device": "gpu"}})
 
 
 def test_params_yaml_spells_out_every_temporal_default():
@@ -73,7 +125,7 @@ def test_unknown_top_level_key_names_key_and_allowed():
     msg = str(err.value)
     assert "unknown key 'windw'" in msg
     assert "did you mean 'window'?" in msg
-    allowed = "compound, data, evaluate, faces, features, finetune, fusion, pretrain, seed, temporal, window"
+    allowed = "compound, data, device, evaluate, faces, features, finetune, fusion, pretrain, seed, temporal, window"
     assert f"allowed: {allowed}" in msg
     assert "\n" not in msg
 

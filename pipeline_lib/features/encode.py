@@ -37,7 +37,8 @@ from pipeline_lib.models.mae import MAE, load_mae, normalize
 from pipeline_lib.models.registry import Registry
 
 __all__ = ["EXTRACTORS", "FINETUNED", "VideoFeatures", "build_extractor", "encode_crops", "encode_store",
-           "extract_features", "extractor_checkpoint", "extractor_features", "register_extractor"]
+           "extract_features", "extractor_checkpoint", "extractor_features", "register_extractor",
+           "weights_digest"]
 
 Builder = Callable[[Path | None, int], torch.nn.Module | None]  # None: no network (`landmarks`)
 EXTRACTORS: Registry[Builder] = Registry("extractor")
@@ -165,6 +166,16 @@ def extractor_features(extractor: torch.nn.Module | None, face_store: Path, batc
     return encode_store(extractor, face_store, batch_size, device, precision)
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """Digest of a network's parameters and buffers (names, dtypes, shapes, values): equal digests encode alike."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
 def _face_provenance_digest(face_store: Path) -> str:
     with open_face_store(face_store) as h5:
         return hashlib.sha256(str(h5.attrs.get("provenance", "")).encode()).hexdigest()[:16]
@@ -174,20 +185,28 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
                      checkpoint: Path, *, finetuned_dir: Path | None = None, batch_size: int = 128,
                      device: str = "cpu", precision: str = "fp32", seed: int = 0, shard: tuple[int, int] = (0, 1),
                      on_video: Callable[[VideoFeatures], None] = lambda v: None) -> list[VideoFeatures]:
-    """Encode the face stores of `names` (sorted; shard i/n keeps every n-th) with each extractor into `store`."""
+    """Encode the face stores of `names` (sorted; shard i/n keeps every n-th) with each extractor into `store`.
+
+    An extractor whose weights equal an earlier one's in this run (a fine-tuned
+    encoder whose linear probe was never beaten is the pretrained one) copies
+    that extractor's arrays instead of encoding every frame again.
+    """
     index, count = shard
     chosen = sorted(names)[index::count]
     sources = {extractor: extractor_checkpoint(extractor, checkpoint, finetuned_dir) for extractor in extractors}
     done: list[VideoFeatures] = []
+    first_with: dict[str, str] = {}  # weights digest -> the first extractor of this run with those weights
     for extractor in extractors:
         source = sources[extractor]
         model = build_extractor(extractor, source, seed)
+        twin = None
         if model is None:  # geometry: the face store's points, nothing to build
             settings: dict[str, Any] = {"geometry": GEOMETRY_VERSION}
         else:
             assert source is not None, f"extractor {extractor} has a network but no checkpoint"
             model = model.to(device).eval()
             settings = {"checkpoint": file_sha256(source)[:16], "seed": seed, "precision": precision}
+            twin = first_with.setdefault(weights_digest(model), extractor)
         for name in chosen:
             face_store = face_dir / f"{name}.h5"
             provenance: dict[str, Any] = {"extractor": extractor, **settings,
@@ -198,6 +217,10 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
                 with open_face_store(face_store) as h5:
                     frames = len(h5["present"])
                 done.append(VideoFeatures(extractor, name, frames, 0, True, 0.0))
+            elif twin is not None and twin != extractor:  # its loop above made every chosen video current
+                features, valid = store.read(twin, name)  # float16 as stored: written back bit-identical
+                store.write(extractor, name, features, valid, provenance)
+                done.append(VideoFeatures(extractor, name, len(valid), 0, False, time.perf_counter() - start))
             else:
                 features, valid = extractor_features(model, face_store, batch_size, device, precision)
                 store.write(extractor, name, features, valid, provenance)

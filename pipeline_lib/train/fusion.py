@@ -172,6 +172,6 @@ def train_fusion(train: Sequence[VideoArrays], val: Sequence[VideoArrays], width
 
     fitted = fit(model, loader, batch_loss, lambda: score_fusion(predict_fusion(model, val, window, device), val),
                  "mtl", epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay,
-                 on_epoch=on_epoch, validate_first=settings.residual, name="fusion")
+                 on_epoch=on_epoch, validate_first=settings.residual, patience=settings.patience, name="fusion")
     return TrainedFusion(model, fitted.best_epoch, fitted.best, fitted.train_loss, fitted.val_metric,
                          fitted.seconds)

@@ -1,6 +1,6 @@
 """The epoch loop every supervised stage shares (finetune, temporal, fusion, compound): AdamW with warm-up +
-cosine, clipped gradients, validation after each epoch, the best epoch's weights kept (first best on ties), and a
-stop on a non-finite loss.
+cosine, clipped gradients, validation after each epoch, the best epoch's weights kept (first best on ties), an
+optional stop after `patience` epochs without a better score, and a stop on a non-finite loss.
 
 Under torchrun every rank runs `fit` in lockstep: `batch_loss` goes through a DistributedDataParallel wrapper
 of `model` (so backward leaves the ranks' averaged gradients in `model`'s parameters), the loader's
@@ -58,7 +58,7 @@ def fit(model: nn.Module, loader: Iterable[Any], batch_loss: Callable[[Any], tor
         weight_decay: float = 0.0, on_epoch: Callable[[int, float, float], None] | None = None,
         validate_first: bool = False, start: dict[str, float] | None = None,
         optimizer: torch.optim.Optimizer | None = None, schedule: bool = True, clip: float | None = 1.0,
-        name: str = "training") -> Fitted:
+        patience: int | None = None, name: str = "training") -> Fitted:
     """Train `model` in place and load the best epoch's weights back into it.
 
     batch_loss(batch) -> loss of one training batch (the model in train mode);
@@ -70,6 +70,10 @@ def fit(model: nn.Module, loader: Iterable[Any], batch_loss: Callable[[Any], tor
     (for a model that starts from a useful prediction).
     `optimizer` defaults to AdamW(lr, weight_decay) over every parameter; `schedule` scales each parameter group's
     own learning rate by one epoch of warm-up then a cosine; `clip` bounds the gradient norm (None: no clipping).
+    `patience`: stop once that many epochs in a row scored no better than the best (None: every epoch runs).
+    The schedule still spans `epochs`, so the epochs that do run are exactly those of the full run, and the kept
+    weights differ from the full run's only when a later epoch would have beaten a best that stood `patience`
+    epochs. Every rank validates alike under torchrun, so all stop at the same epoch.
     A NaN or inf loss raises LossNotFinite, named by `name`, before the step that would spread it.
     """
     if optimizer is None:
@@ -120,6 +124,8 @@ def fit(model: nn.Module, loader: Iterable[Any], batch_loss: Callable[[Any], tor
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(epoch, result.train_loss[-1], scores[metric])
+        if patience is not None and validate is not None and epoch - result.best_epoch >= patience:
+            break
     assert best_state is not None, "fit needs at least one epoch or a `start`"
     model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - begin

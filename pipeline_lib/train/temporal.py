@@ -95,6 +95,7 @@ def train_temporal(train: Sequence[VideoArrays], val: Sequence[VideoArrays], set
         return score_task(task, [out for out, _ in predict_videos(network, val, settings.window, device)], val)
 
     fitted = fit(network, loader, batch_loss, validate, metric, epochs=settings.epochs, lr=settings.lr,
-                 weight_decay=settings.weight_decay, on_epoch=on_epoch, name=f"temporal {task}")
+                 weight_decay=settings.weight_decay, on_epoch=on_epoch, patience=settings.patience,
+                 name=f"temporal {task}")
     return TrainedTemporal(network, metric, fitted.best_epoch, fitted.best, fitted.train_loss, fitted.val_metric,
                            fitted.seconds)

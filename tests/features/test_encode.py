@@ -8,7 +8,7 @@ import torch
 
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.faces.store import FaceTrack, write_faces
-from pipeline_lib.features.encode import build_extractor, encode_crops, extract_features
+from pipeline_lib.features.encode import build_extractor, encode_crops, extract_features, weights_digest
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.models.mae import MAE, config_by_name
 from tests.device_guard import device_checked
@@ -93,6 +93,33 @@ def test_finetuned_extractor_reads_its_tasks_checkpoint(tmp_path, faces):
         extract_features(faces, ["a"], store, ["finetuned_au"], mae, finetuned_dir=tuned)
     with pytest.raises(DataError, match=r"extractor finetuned_va needs the fine-tuned encoders' folder"):
         extract_features(faces, ["a"], store, ["finetuned_va"], mae)
+
+
+def test_an_unchanged_finetuned_encoder_copies_the_pretrained_arrays(tmp_path, faces):
+    mae, tuned = _checkpoint(tmp_path / "mae.pt", 0), tmp_path / "finetuned"
+    tuned.mkdir()
+    _checkpoint(tuned / "expr.pt", 0)  # the probe was never beaten: the pretrained weights, another file
+    _checkpoint(tuned / "va.pt", 3)
+    store = FeatureStore(tmp_path / "f.zarr")
+    done = extract_features(faces, ["a"], store, ["mae", "finetuned_expr", "finetuned_va"], mae,
+                            finetuned_dir=tuned)
+    assert [(v.extractor, v.encoded, v.skipped) for v in done] == [
+        ("mae", 3, False), ("finetuned_expr", 0, False), ("finetuned_va", 3, False)]
+    np.testing.assert_array_equal(store.read("finetuned_expr", "a")[0], store.read("mae", "a")[0])
+    reference = FeatureStore(tmp_path / "r.zarr")  # what encoding it would have written
+    extract_features(faces, ["a"], reference, ["finetuned_expr"], mae, finetuned_dir=tuned)
+    np.testing.assert_array_equal(store.read("finetuned_expr", "a")[0], reference.read("finetuned_expr", "a")[0])
+    again = extract_features(faces, ["a"], store, ["mae", "finetuned_expr"], mae, finetuned_dir=tuned)
+    assert all(v.skipped for v in again)  # copied arrays carry their own extractor's provenance
+
+
+def test_weights_digest_sees_every_value():
+    model = MAE(config_by_name("mae_tiny", depth=1, decoder_depth=1))
+    before = weights_digest(model)
+    assert weights_digest(model) == before
+    with torch.no_grad():
+        model.norm.bias[0] += 1e-6
+    assert weights_digest(model) != before
 
 
 def test_unknown_extractor(tmp_path):

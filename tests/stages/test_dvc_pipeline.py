@@ -101,6 +101,13 @@ def test_dvc_repro_builds_corpus_then_skips(project: Path):
     status = _run(["dvc", "status"], project)
     assert "evaluate" in status and "fusion" not in status and "compound" not in status
     assert (project / "data" / "features.zarr").is_dir() and (project / "models" / "mae" / "mae.pt").is_file()
+    params["device"] = "auto"  # CPU here too, yet every stage that runs a network re-runs on the new value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run(["dvc", "status"], project)
+    assert all(s in status for s in ("faces:", "pretrain:", "finetune@va:", "features:", "temporal@au:", "fusion:",
+                                     "compound:"))
+    assert "corpus:" not in status and "evaluate:" not in status
+    params["device"] = "cpu"
     params["faces"]["workers"] = 3  # speed only: no re-run
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run(["dvc", "status"], project)

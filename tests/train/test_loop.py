@@ -106,3 +106,44 @@ def test_a_non_finite_loss_stops_with_the_stage_epoch_and_step_before_the_update
     assert "\n" not in message and torch.isfinite(model.weight).all()  # the step that would spread it never ran
     assert isinstance(caught.value, ValueError)  # a DataError: the CLI prints one line and exits 2
     assert str(pickle.loads(pickle.dumps(caught.value))) == message
+
+
+def _scripted(scores: list[float]):
+    """validate() returning the scores in turn, with the model's weight at each call."""
+    seen: list[float] = []
+
+    def validate_factory(model):
+        def validate():
+            seen.append(model.weight.item())
+            return {"score": scores[len(seen) - 1]}
+        return validate
+
+    return validate_factory, seen
+
+
+def test_patience_stops_after_that_many_epochs_without_a_better_score_and_keeps_the_best():
+    model, batches, loss = _setup()
+    factory, seen = _scripted([0.1, 0.5, 0.4, 0.5, 0.3, 0.9, 1.0])
+    fitted = fit(model, batches, loss, factory(model), "score", epochs=7, lr=0.1, patience=3)
+    assert fitted.val_metric == [0.1, 0.5, 0.4, 0.5, 0.3]  # best at epoch 1; 2, 3, 4 not better (a tie is not)
+    assert fitted.best_epoch == 1 and model.weight.item() == seen[1]
+
+
+def test_patience_leaves_the_epochs_that_run_as_in_the_full_run():
+    runs = {}
+    for patience in (None, 2):
+        model, batches, loss = _setup()
+        factory, seen = _scripted([0.1, 0.5, 0.4, 0.3, 0.2, 0.1])
+        fitted = fit(model, batches, loss, factory(model), "score", epochs=6, lr=0.1, patience=patience)
+        runs[patience] = (fitted, list(seen))
+    full, early = runs[None], runs[2]
+    assert len(full[0].val_metric) == 6 and len(early[0].val_metric) == 4
+    assert early[1] == full[1][:4]  # the same weights epoch by epoch: the schedule spans `epochs` either way
+    assert early[0].best_epoch == full[0].best_epoch == 1
+
+
+def test_patience_counts_from_a_start_that_no_epoch_beats():
+    model, batches, loss = _setup()
+    factory, _ = _scripted([0.1, 0.2, 0.3])
+    fitted = fit(model, batches, loss, factory(model), "score", epochs=3, lr=0.1, start={"score": 1.0}, patience=2)
+    assert fitted.best_epoch == -1 and fitted.val_metric == [0.1, 0.2]
