@@ -15,7 +15,6 @@ the rest is recorded as missing, the error is reported, never raised.
 
 from __future__ import annotations
 
-import ctypes
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pipeline_lib.faces.detect import Detections, FaceDetector
 from pipeline_lib.faces.gaps import fillable_gaps, interpolate_gaps, nearest_source
 from pipeline_lib.faces.store import FaceStoreWriter
 from pipeline_lib.faces.track import SubjectTracker
+from pipeline_lib.heap import release_freed_memory
 
 __all__ = ["ExtractSettings", "TrackSummary", "VideoReport", "decode_batches", "extract_faces", "inside_share"]
 
@@ -174,28 +174,6 @@ def _within_frame(dets: Detections, height: int, width: int, min_inside: float) 
     return dets if keep.all() else Detections(dets.boxes[keep], dets.scores[keep], dets.landmarks[keep])
 
 
-def _release_free_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc only; a no-op elsewhere).
-
-    Each frame allocates and frees large buffers (decoded frame, tensors)
-    among small long-lived objects; without a trim, the freed gaps stay in
-    the process and RSS creeps up over a long video.
-    """
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-_LIBC = _load_libc()
-
-
 def _moved(before: np.ndarray, after: np.ndarray, limit: float) -> bool:
     """True when a box's centre moved, or its size changed, by more than `limit` box sides."""
     side = max(float(before[2] - before[0]), float(before[3] - before[1]), 1.0)
@@ -312,7 +290,7 @@ def extract_faces(path: Path, subjects: Sequence[tuple[Side, Path]], detector: F
             _process_batch(batch, t0, states, detector, settings, report)
             for state in states:
                 state.flush()
-            _release_free_memory()
+            release_freed_memory()  # each frame's large freed buffers: RSS would creep up over a long video
             t0 += len(batch)
             if on_frames is not None:
                 on_frames(len(batch))
