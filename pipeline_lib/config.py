@@ -27,8 +27,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Device = Literal["cpu", "cuda"]  # where a section's networks run, once `auto` and inheritance are resolved
-DeviceChoice = Literal["cpu", "cuda", "auto"]  # what params.yaml may say (`auto`: CUDA when present)
+Device = Literal["cpu", "cuda"]  # where a section's networks run; params.yaml may also say `auto` (CUDA when present)
 # The sections with a `device` key; in params.yaml each says null to inherit the top-level `device` (as the
 # temporal tasks inherit `window`), or names its own.
 DEVICE_SECTIONS = (("faces",), ("pretrain",), ("finetune",), ("features",), ("temporal", "common"), ("fusion",),

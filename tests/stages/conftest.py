@@ -47,3 +47,34 @@ def make_project(repo: Path, params: dict[str, Any]) -> Path:
 
 def write_params(repo: Path, params: dict[str, Any]) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def check_predict(project: Path) -> None:
+    """`abaw predict` on a clip outside the corpus: CSV (columns, one row per decoded frame), overlay, plot."""
+    import csv
+
+    import av
+
+    from pipeline_lib.data.demo.clip import generate_clip
+    from pipeline_lib.predict.render import CSV_COLUMNS
+
+    clip = generate_clip(project / "fresh_clip.mp4", seed=77, seconds=1.0, fps=10.0, width=128, height=96)
+    out = run([str(BIN / "abaw"), "predict", str(clip.path), "--out", "predicted"], project)
+    assert "fresh_clip.mp4: " in out
+    with av.open(str(clip.path)) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    with (project / "predicted" / "fresh_clip.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) - 1 == decoded
+    assert [int(r[0]) for r in rows[1:]] == list(range(decoded))
+    assert (project / "predicted" / "fresh_clip_overlay.mp4").stat().st_size > 0
+    assert (project / "predicted" / "fresh_clip_timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a video without any face: exit 0, a warning, every row face_present=0 with empty predictions
+    from tests.data.conftest import write_tiny_video
+
+    blank = write_tiny_video(project / "blank.mp4", n_frames=12, fps=10, size=64)
+    out = run([str(BIN / "abaw"), "predict", str(blank), "--out", "predicted"], project)
+    assert "warning: no face found in blank.mp4" in out
+    with (project / "predicted" / "blank.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12 and all(r["face_present"] == "0" and r["valence"] == "" for r in rows)

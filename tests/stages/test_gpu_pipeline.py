@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from tests.conftest import tiny_params_raw
-from tests.stages.conftest import make_project
+from tests.stages.conftest import check_predict, make_project
 from tests.stages.conftest import run as _run
-from tests.stages.test_dvc_pipeline import _check_predict
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -45,4 +44,4 @@ def test_tiny_pipeline_on_cuda_matches_the_cpu_run(tmp_path: Path):
     assert cpu.keys() == cuda.keys()
     for task in cpu:
         assert abs(cpu[task] - cuda[task]) <= TOLERANCE, (task, cpu[task], cuda[task])
-    _check_predict(runs["cuda"])
+    check_predict(runs["cuda"])
