@@ -136,10 +136,12 @@ def pretraining(stores: list[Path], params: Path, device: str, model_name: str, 
             "gpu_memory_gib": None if stage_memory is None else round(stage_memory, 2)}
 
 
-def features(stores: list[Path], device: str, model_name: str, batch: int, precision: str) -> dict[str, Any]:
+def features(stores: list[Path], params: Path, device: str, model_name: str, batch: int,
+             precision: str) -> dict[str, Any]:
     """`encode_store` over the face stores vs the bare encoder forward, frames/s each."""
     torch.manual_seed(0)
-    model = MAE(config_by_name(model_name, patch_size=14)).to(device).eval()
+    patch_size = load_params(params).pretrain.patch_size  # the pipeline's encoder shape, as pretraining builds it
+    model = MAE(config_by_name(model_name, patch_size=patch_size)).to(device).eval()
     encode_store(model, stores[0], batch, device, precision)  # warm-up (kernels, allocator)
     _sync(device)
     start, frames = time.perf_counter(), 0
@@ -187,8 +189,8 @@ def main() -> None:
         result["pretraining"] = pretraining(stores[:4] if quick else stores, args.params, args.device, model,
                                             16 if quick else 256, precision, 2 if quick else 5, 4 if quick else 40)
     if "features" not in args.skip:
-        result["features"] = features(stores[:3] if quick else stores, args.device, model, 32 if quick else 512,
-                                      precision)
+        result["features"] = features(stores[:3] if quick else stores, args.params, args.device, model,
+                                      32 if quick else 512, precision)
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                          "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}

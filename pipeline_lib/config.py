@@ -56,26 +56,19 @@ def _inherit_devices(raw: dict[str, Any]) -> dict[str, Any]:
     """A copy of a raw params mapping with every section's device inherited (null or absent -> the top-level
     `device`) and resolved (`auto`). Sections that are not mappings are left for validation to report."""
     raw = dict(raw)
-    top = _resolve_device("device", raw.get("device", "cpu"))
-    if top is not None:
-        raw["device"] = top
+    top = raw["device"] = _resolve_device("device", raw.get("device", "cpu"))
     for path in DEVICE_SECTIONS:
-        parent = raw
-        for part in path[:-1]:
-            if parent.get(part) is None:
-                parent[part] = {}
-            if not isinstance(parent[part], dict):
+        section = raw
+        for part in path:  # copied on the way down: the caller's nested mappings stay as they were
+            child = section.get(part)
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
                 break
-            parent[part] = dict(parent[part])
-            parent = parent[part]
+            section[part] = section = dict(child)
         else:
-            name = path[-1]
-            if parent.get(name) is None:
-                parent[name] = {}
-            if isinstance(parent[name], dict):
-                section = parent[name] = dict(parent[name])
-                own = section.get("device")
-                section["device"] = top if own is None else _resolve_device(".".join((*path, "device")), own)
+            own = section.get("device")
+            section["device"] = top if own is None else _resolve_device(".".join((*path, "device")), own)
     return raw
 
 
