@@ -162,8 +162,10 @@ class PretrainSettings(_Section):
 class FeaturesSettings(_Section):
     """Frame-feature extraction into the zarr feature store, and the linear probe that compares extractors."""
 
-    # `landmarks`: face-shape geometry of the face stage's 5 points (features.geometry), no network.
-    extractors: tuple[Literal["mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au", "landmarks"], ...] = (
+    # `landmarks`: face-shape geometry of the face stage's 5 points (features.geometry), no network;
+    # `mesh`: MediaPipe's blendshapes, head pose and mesh distances on the crops (features.mesh), no network.
+    extractors: tuple[Literal["mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au", "landmarks",
+                              "mesh"], ...] = (
         "mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au", "landmarks")
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 128
     precision: Literal["fp32", "bf16"] = "fp32"

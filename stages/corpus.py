@@ -10,7 +10,7 @@ import typer
 
 from pipeline_lib.config import Params
 from pipeline_lib.data.prepare import prepare_raw
-from pipeline_lib.features.geometry import WIDTH as GEOMETRY_WIDTH
+from pipeline_lib.features.encode import GEOMETRIC
 from pipeline_lib.models.mae import config_by_name
 from stages._common import ParamsOption, guarded, read_params, write_report
 
@@ -40,6 +40,6 @@ def main(
 
 def _feature_arrays(settings: Params) -> dict[int, int]:
     """Width -> how many arrays of it `features.extractors` stores per video (for the disk estimate)."""
-    widths = Counter(GEOMETRY_WIDTH if name == "landmarks" else config_by_name(settings.pretrain.model).width
+    widths = Counter(GEOMETRIC.get(name) or config_by_name(settings.pretrain.model).width
                      for name in settings.features.extractors)
     return dict(widths)

@@ -25,6 +25,9 @@ def main(
         "data/predictions/fusion/fusion.h5"),
     compound: Annotated[Path, typer.Option(help="compound.h5 from `abaw compound`.", dir_okay=False)] = Path(
         "data/predictions/compound/compound.h5"),
+    features: Annotated[Path | None, typer.Option(
+        help="Feature store: with the `mesh` extractor in it, AU also scores the zero-shot blendshape baseline.",
+        file_okay=False)] = None,
     submissions: Annotated[Path, typer.Option(help="Challenge-format files go here.", file_okay=False)] = Path(
         "submissions"),
     plots: Annotated[Path, typer.Option(help="PNG plots go here.", file_okay=False)] = Path("plots/evaluate"),
@@ -38,7 +41,7 @@ def main(
     from pipeline_lib.evaluate.run import run_evaluate
 
     settings = read_params(params).evaluate
-    metrics, headline = run_evaluate(raw, temporal, fusion, compound, settings, submissions, plots)
+    metrics, headline = run_evaluate(raw, temporal, fusion, compound, settings, submissions, plots, features)
     for path, content in ((report, metrics), (summary, headline)):
         write_report(path, content)
     show_table(read_headline(summary, report))

@@ -22,6 +22,7 @@ def main(
     models: Annotated[Path, typer.Option(help="Trained models (models/ of `dvc repro`).", file_okay=False)] = Path(
         "models"),
     overlay: Annotated[bool, typer.Option(help="Also write the overlay mp4.")] = True,
+    mesh: Annotated[bool, typer.Option(help="Draw MediaPipe's 478-point face mesh on the overlay.")] = False,
 ) -> None:
     """Run faces, features, temporal, fusion and compound models on VIDEO and write the three outputs."""
     from pipeline_lib.predict.chain import predict_video, summary
@@ -29,8 +30,8 @@ def main(
 
     params_ = read_params(params)
     folder = out if out is not None else Path("predictions") / video.stem
-    result = predict_video(video, params_, models, on_step=lambda step: typer.echo(f"predict: {step} ...",
-                                                                                    err=True))
+    result = predict_video(video, params_, models, mesh=mesh and overlay,
+                           on_step=lambda step: typer.echo(f"predict: {step} ...", err=True))
     for line in result.warnings:
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
     written = [write_csv(folder / f"{video.stem}.csv", result.predictions),

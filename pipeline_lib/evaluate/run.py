@@ -73,10 +73,13 @@ def _summary(scored: Scored, submissions: SubmissionReport) -> dict[str, Any]:
 
 
 def run_evaluate(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compound_path: Path,
-                 settings: EvaluateSettings, submissions_dir: Path, plots_dir: Path
+                 settings: EvaluateSettings, submissions_dir: Path, plots_dir: Path, features: Path | None = None
                  ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(every score of every model, the headline summary); writes submissions and plots."""
-    data = load_eval_data(raw_dir, temporal_dir, fusion_path, compound_path)
+    """(every score of every model, the headline summary); writes submissions and plots.
+
+    `features`: the feature store, read only for the zero-shot AU baseline (when it holds `mesh`).
+    """
+    data = load_eval_data(raw_dir, temporal_dir, fusion_path, compound_path, features)
     scored = score_models(data, settings.va_smoothing)
     report = write_submissions(submissions_dir, raw_dir, _predictor(data, scored),
                                {name: video.n_frames for name, video in data.videos.items()})

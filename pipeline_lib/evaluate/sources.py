@@ -2,7 +2,9 @@
 
 Models by task (names as they appear in metrics and plots):
 - va, expr, au: `frame-wise` and `temporal` (temporal stage), `fusion` (fusion stage);
-- ce: `compound` (the curriculum model) and `zero-shot` (fusion EXPR probabilities, two constituents summed).
+- ce: `compound` (the curriculum model) and `zero-shot` (fusion EXPR probabilities, two constituents summed);
+- au also `blendshapes` when the feature store holds the `mesh` extractor: MediaPipe's blendshapes mapped to
+  AUs by a fixed table (`features.mesh.AU_BLENDSHAPES`), no training: what face geometry alone gives.
 Predictions follow the feature store's frames; labels are cut or padded to them with the invalid markers.
 """
 
@@ -21,8 +23,12 @@ from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import BASIC_KEYS, TASKS, empty_compound, empty_labels, fit_frames
 from pipeline_lib.data.manifest import load_labels
 from pipeline_lib.data.raw import load_raw
+from pipeline_lib.features.mesh import MESH, blendshape_au_scores
+from pipeline_lib.features.store import FeatureStore
 
-__all__ = ["EvalData", "EvalVideo", "load_eval_data"]
+__all__ = ["BLENDSHAPE_MODEL", "EvalData", "EvalVideo", "load_eval_data"]
+
+BLENDSHAPE_MODEL: Final[str] = "blendshapes"  # the zero-shot AU baseline's model name
 
 _T = TypeVar("_T")
 _TEMPORAL_GROUPS: Final[dict[str, str]] = {"baseline": "frame-wise", "temporal": "temporal"}
@@ -75,8 +81,22 @@ def _temporal_outputs(path: Path) -> dict[str, dict[str, np.ndarray]]:
             for g in groups}
 
 
-def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compound_path: Path) -> EvalData:
-    """Read every model's predictions and every video's labels; each prediction file must cover every video."""
+def _blendshape_scores(features: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """video -> (T, 12) zero-shot AU scores from the store's `mesh` arrays; {} unless it holds every video."""
+    if not features.is_dir():
+        return {}
+    store = FeatureStore(features, mode="r")
+    if not set(names) <= set(store.videos(MESH)):
+        return {}
+    return {name: blendshape_au_scores(store.read(MESH, name)[0]) for name in names}
+
+
+def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compound_path: Path,
+                   features: Path | None = None) -> EvalData:
+    """Read every model's predictions and every video's labels; each prediction file must cover every video.
+
+    With `features` (the feature store) holding the `mesh` extractor, AU also gets the BLENDSHAPE_MODEL.
+    """
     models: dict[str, dict[str, dict[str, np.ndarray]]] = {task: {} for task in TASKS}
     for task in BASIC_KEYS:
         models[task].update(_read(temporal_dir / f"{task}.h5", f"{task} temporal predictions",
@@ -89,6 +109,8 @@ def load_eval_data(raw_dir: Path, temporal_dir: Path, fusion_path: Path, compoun
     models["ce"]["zero-shot"] = {name: rows["zero_shot"] for name, rows in compound.items()}
     valid = {name: rows["valid"].astype(bool) for name, rows in fused.items()}
     raw = load_raw(raw_dir)
+    if features is not None and (zero_shot := _blendshape_scores(features, [e.name for e in raw.entries])):
+        models["au"][BLENDSHAPE_MODEL] = zero_shot
     videos: dict[str, EvalVideo] = {}
     for entry in raw.entries:
         if entry.name not in valid:

@@ -76,7 +76,7 @@ def probe_random_inits(raw_dir: Path, face_dir: Path, checkpoint: Path, seeds: S
     give the spread it is judged against. Each video's crops are read once
     and encoded by every draw; only the probe's rows of it are kept.
     """
-    # `random` is a network (only `landmarks` builds None)
+    # `random` is a network (only the GEOMETRIC extractors are not)
     models = {seed: cast("torch.nn.Module", build_extractor("random", checkpoint, seed)).to(device) for seed in seeds}
     videos = _probe_videos(raw_dir)
     strides = _strides(videos, stride, max_frames)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import h5py
 import numpy as np
@@ -28,25 +28,40 @@ import torch
 from pipeline_lib import __version__
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import BASIC_KEYS
+from pipeline_lib.faces.mesh import FaceMesh, landmarker_model
 from pipeline_lib.faces.store import StoredCrops, open_face_store
 from pipeline_lib.features.geometry import GEOMETRY_VERSION, LANDMARKS, landmark_store_features
+from pipeline_lib.features.geometry import WIDTH as LANDMARKS_WIDTH
+from pipeline_lib.features.mesh import MESH, MESH_COLUMNS, MESH_VERSION, mesh_store_features
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.files import file_sha256
 from pipeline_lib.heap import release_freed_memory
 from pipeline_lib.models.mae import MAE, load_mae, normalize
 from pipeline_lib.models.registry import Registry
 
-__all__ = ["EXTRACTORS", "FINETUNED", "VideoFeatures", "build_extractor", "encode_crops", "encode_store",
-           "extract_features", "extractor_checkpoint", "extractor_features", "register_extractor",
-           "weights_digest"]
+__all__ = ["EXTRACTORS", "FINETUNED", "GEOMETRIC", "StoreGeometry", "VideoFeatures", "build_extractor",
+           "encode_crops", "encode_store", "extract_features", "extractor_checkpoint", "extractor_features",
+           "register_extractor", "weights_digest"]
 
-Builder = Callable[[Path | None, int], torch.nn.Module | None]  # None: no network (`landmarks`)
+
+@dataclass(frozen=True)
+class StoreGeometry:
+    """A network-free extractor: reads a face store itself (its points, or its crops through a landmarker)."""
+
+    version: str  # provenance of its arrays: bump when the features change
+    width: int  # D
+    read: Callable[[Path], tuple[np.ndarray, np.ndarray]]  # face store -> (features (T, D) float32, valid (T,))
+
+
+Builder = Callable[[Path | None, int], torch.nn.Module | StoreGeometry]
 EXTRACTORS: Registry[Builder] = Registry("extractor")
+# extractors without a network (no checkpoint) -> their width D
+GEOMETRIC: Final[dict[str, int]] = {LANDMARKS: LANDMARKS_WIDTH, MESH: len(MESH_COLUMNS)}
 
 
 def register_extractor(name: str) -> Callable[[Builder], Builder]:
     """Add an encoder builder (checkpoint path, seed) -> module in eval mode with `.encode(images) -> (B, D)`,
-    or None for an extractor that reads the face store's points (`landmarks`)."""
+    or a StoreGeometry for an extractor that reads the face store without a network."""
     return EXTRACTORS.register(name)
 
 
@@ -78,8 +93,8 @@ for _task in BASIC_KEYS:  # a fine-tuned encoder loads like the pretrained one, 
 
 def extractor_checkpoint(name: str, checkpoint: Path, finetuned_dir: Path | None) -> Path | None:
     """The checkpoint extractor `name` reads: the MAE's, for `finetuned_<task>` FINETUNED_DIR/<task>.pt, none
-    for `landmarks`."""
-    if name == LANDMARKS:
+    for the GEOMETRIC ones."""
+    if name in GEOMETRIC:
         return None
     if not name.startswith(FINETUNED):
         return checkpoint
@@ -93,13 +108,25 @@ def extractor_checkpoint(name: str, checkpoint: Path, finetuned_dir: Path | None
 
 
 @register_extractor(LANDMARKS)
-def _geometry(checkpoint: Path | None, seed: int) -> None:
-    return None
+def _landmarks(checkpoint: Path | None, seed: int) -> StoreGeometry:
+    return StoreGeometry(GEOMETRY_VERSION, GEOMETRIC[LANDMARKS], landmark_store_features)
 
 
-def build_extractor(name: str, checkpoint: Path | None, seed: int) -> torch.nn.Module | None:
+@register_extractor(MESH)
+def _mesh(checkpoint: Path | None, seed: int) -> StoreGeometry:
+    model = landmarker_model()  # checked now: a missing or wrong model file fails before the first video
+
+    def read(face_store: Path) -> tuple[np.ndarray, np.ndarray]:
+        # one landmarker per video (~0.07 s to open), closed before the next: no native threads outlive a call
+        with FaceMesh(model) as mesh:
+            return mesh_store_features(face_store, mesh)
+
+    return StoreGeometry(MESH_VERSION, GEOMETRIC[MESH], read)
+
+
+def build_extractor(name: str, checkpoint: Path | None, seed: int) -> torch.nn.Module | StoreGeometry:
     """Extractor `name` built from `checkpoint` (the MAE's, or a fine-tuned one: see `extractor_checkpoint`);
-    None for `landmarks`, which reads the face store's points instead of its crops."""
+    a StoreGeometry for the GEOMETRIC ones, which read the face store without a network."""
     return EXTRACTORS.lookup(name)(checkpoint, seed)
 
 
@@ -158,11 +185,11 @@ def encode_store(model: torch.nn.Module, face_store: Path, batch_size: int, devi
     return features, present.astype(bool)
 
 
-def extractor_features(extractor: torch.nn.Module | None, face_store: Path, batch_size: int, device: str = "cpu",
-                       precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
-    """(features (T, D) float32, valid (T,) bool) of one face store from a built extractor (None: landmarks)."""
-    if extractor is None:
-        return landmark_store_features(face_store)
+def extractor_features(extractor: torch.nn.Module | StoreGeometry, face_store: Path, batch_size: int,
+                       device: str = "cpu", precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """(features (T, D) float32, valid (T,) bool) of one face store from a built extractor."""
+    if isinstance(extractor, StoreGeometry):
+        return extractor.read(face_store)
     return encode_store(extractor, face_store, batch_size, device, precision)
 
 
@@ -200,8 +227,8 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
         source = sources[extractor]
         model = build_extractor(extractor, source, seed)
         twin = None
-        if model is None:  # geometry: the face store's points, nothing to build
-            settings: dict[str, Any] = {"geometry": GEOMETRY_VERSION}
+        if isinstance(model, StoreGeometry):  # no network: nothing to move, no weights to compare
+            settings: dict[str, Any] = {"geometry": model.version}
         else:
             assert source is not None, f"extractor {extractor} has a network but no checkpoint"
             model = model.to(device).eval()

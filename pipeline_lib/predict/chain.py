@@ -21,6 +21,7 @@ from pipeline_lib.config import Params
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import BASIC_KEYS, CE_NAMES, EXPR_NAMES
 from pipeline_lib.faces.extract import extract_faces
+from pipeline_lib.faces.mesh import FaceMesh, frame_points
 from pipeline_lib.faces.runner import extract_settings
 from pipeline_lib.faces.store import read_track_info
 from pipeline_lib.features.encode import EXTRACTORS, build_extractor, extractor_checkpoint, extractor_features
@@ -71,9 +72,12 @@ def probe_fps(video: Path) -> float:
     return float(rate) if rate else 25.0
 
 
-def predict_video(video: Path, params: Params, models_dir: Path, *,
+def predict_video(video: Path, params: Params, models_dir: Path, *, mesh: bool = False,
                   on_step: Callable[[str], None] = lambda step: None) -> ChainResult:
-    """Run every trained model on `video`; raises DataError on an unreadable or non-video file."""
+    """Run every trained model on `video`; raises DataError on an unreadable or non-video file.
+
+    `mesh`: also landmark every face with MediaPipe's Face Landmarker, for the overlay (`predictions.mesh`).
+    """
     fps = probe_fps(video)  # before loading any model: a bad path fails at once
     from pipeline_lib.faces.detect import FaceDetector  # MTCNN weights load only when a video is to be read
 
@@ -105,6 +109,11 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
                                                  params.features.batch_size, params.features.device)
             # As stored in the feature store, then centred as every model downstream saw its features.
             frames[name] = center_per_video(features.astype(np.float16), valid)
+        points = None
+        if mesh:
+            on_step("mesh")
+            with FaceMesh() as landmarker:
+                points = frame_points(store, landmarker)
     on_step("temporal")
     hidden: dict[str, np.ndarray] = {}
     outputs: dict[str, np.ndarray] = {}
@@ -131,7 +140,7 @@ def predict_video(video: Path, params: Params, models_dir: Path, *,
     boxes = np.where(valid[:, None], np.asarray(track["boxes"], np.float32), np.nan).astype(np.float32)
     predictions = FramePredictions(fps=fps, present=valid, boxes=boxes, va=va.astype(np.float32),
                                    expr=fused["expr"].astype(np.float32), au=fused["au"].astype(np.float32),
-                                   ce=ce["ce"].astype(np.float32))
+                                   ce=ce["ce"].astype(np.float32), mesh=points)
     return ChainResult(predictions, report.frames_decoded, int(valid.sum()), warnings)
 
 

@@ -52,6 +52,7 @@ class FramePredictions:
     expr: np.ndarray  # (T, 8) float32 EXPR probabilities (EXPR_NAMES order)
     au: np.ndarray  # (T, 12) float32 AU probabilities (AU_NAMES order)
     ce: np.ndarray  # (T, 7) float32 compound probabilities (CE_NAMES order)
+    mesh: np.ndarray | None = None  # (T, 478, 2) float32 face-mesh points in frame pixels (NaN where none), drawn
 
     def __post_init__(self) -> None:
         if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and self.fps > 0):
@@ -63,6 +64,8 @@ class FramePredictions:
             value = getattr(self, name)
             if not isinstance(value, np.ndarray) or value.dtype != np.float32 or value.shape != (len(present), width):
                 raise ValueError(f"{name}: expected a ({len(present)}, {width}) float32 array, got {_describe(value)}")
+        if self.mesh is not None and (self.mesh.dtype != np.float32 or self.mesh.shape[::2] != (len(present), 2)):
+            raise ValueError(f"mesh: expected a ({len(present)}, N, 2) float32 array, got {_describe(self.mesh)}")
 
     @property
     def n_frames(self) -> int:
@@ -127,6 +130,9 @@ def _draw(image: Image.Image, preds: FramePredictions, i: int, font: ImageFont.F
         _label(draw, (pad * 2, pad * 2), "no face", font, (40, 40, 40))
         return
     k = int(_argmax(preds.expr[i : i + 1])[0])
+    if preds.mesh is not None:  # one pixel a point: the mesh reads as a net without hiding the face
+        points = preds.mesh[i][np.isfinite(preds.mesh[i]).all(1)]  # (n, 2)
+        draw.point([tuple(p) for p in points.tolist()], fill=(0, 255, 200))
     x1, y1, x2, y2 = preds.boxes[i].tolist()
     draw.rectangle((x1, y1, x2, y2), outline=_COLOURS[k], width=max(1, image.height // 180))
     above = y1 - size - 2 * pad  # inside the box when the face touches the top edge

@@ -129,3 +129,50 @@ def test_a_listed_test_video_the_corpus_skipped_is_a_submission_error(chain, tmp
         f"{raw / 'test_set' / 'AU_test_set_release.txt'}: 1 listed video(s) not in the corpus (first: 'gone'; see "
         "the warnings of `abaw corpus`): no prediction for them"]
     assert metrics["submissions"]["files"]["AU"] == 1  # te1's file is still written
+
+
+def _with_mesh(chain, tmp_path: Path, skip: str | None = None) -> Path:
+    """A copy of the chain's feature store with a `mesh` array per video (all but `skip`): jawOpen = frame / T."""
+    import shutil
+
+    from pipeline_lib.features.mesh import MESH_COLUMNS
+    from pipeline_lib.features.store import FeatureStore
+
+    path = tmp_path / "features.zarr"
+    shutil.copytree(chain["store"], path)
+    store = FeatureStore(path)
+    for video in store.videos("mae"):
+        if video == skip:
+            continue
+        valid = store.read("mae", video)[1]
+        features = np.zeros((len(valid), len(MESH_COLUMNS)), np.float32)
+        features[:, MESH_COLUMNS.index("jawOpen")] = np.arange(len(valid)) / len(valid)
+        store.write("mesh", video, features, valid, {"extractor": "mesh"})
+    return path
+
+
+def test_the_zero_shot_blendshape_au_model_is_scored_when_the_store_has_mesh(chain, tmp_path: Path):
+    from pipeline_lib.data.labels import AU_NAMES
+
+    features = _with_mesh(chain, tmp_path)
+    data = load_eval_data(chain["raw"], chain["temporal"], chain["fusion"], chain["compound"], features)
+    scores = data.models["au"]["blendshapes"]["va1"]  # (T, 12): AU25 half of jawOpen's column, AU26 all of it
+    from pipeline_lib.features.store import FeatureStore
+
+    valid = FeatureStore(features, mode="r").read("mesh", "va1")[1]  # the store keeps faceless rows at 0
+    ramp = np.where(valid, np.arange(FRAMES) / FRAMES, 0).astype(np.float16).astype(np.float32)
+    np.testing.assert_allclose(scores[:, AU_NAMES.index("AU26")], ramp)
+    np.testing.assert_allclose(scores[:, AU_NAMES.index("AU25")], ramp / 3, atol=1e-6)
+    assert not np.delete(scores, [AU_NAMES.index("AU25"), AU_NAMES.index("AU26")], axis=1).any()
+    assert "blendshapes" not in data.models["va"]
+    metrics, _ = run_evaluate(chain["raw"], chain["temporal"], chain["fusion"], chain["compound"],
+                              EvaluateSettings(), tmp_path / "sub", tmp_path / "plots", features)
+    assert set(metrics["models"]["au"]) == {"frame-wise", "temporal", "fusion", "blendshapes"}
+    assert set(metrics["models"]["au"]["blendshapes"]["thresholds"]) == set(AU_NAMES)
+
+
+def test_no_blendshape_model_without_mesh_for_every_video(chain, tmp_path: Path):
+    partial = _with_mesh(chain, tmp_path, skip="va1")
+    for features in (chain["store"], partial, tmp_path / "none.zarr"):
+        data = load_eval_data(chain["raw"], chain["temporal"], chain["fusion"], chain["compound"], features)
+        assert "blendshapes" not in data.models["au"]

@@ -23,7 +23,7 @@ from pipeline_lib.data.demo.nuisance import HeadPath, Occluder, SceneSchedule
 from pipeline_lib.data.demo.rig import Rig, displacement_field
 from pipeline_lib.data.demo.timeline import Track
 
-__all__ = ["FaceTruth", "Subject", "make_background", "render_frame"]
+__all__ = ["FaceTruth", "Subject", "make_background", "render_frame", "render_portrait"]
 
 PAN_MARGIN: Final[int] = 16  # extra background pixels on each side for the camera pan
 _LANDMARK_POINTS: Final[tuple[str, ...]] = ("eye_l", "eye_r", "nose", "corner_l", "corner_r")
@@ -240,3 +240,23 @@ def render_frame(t: int, background: np.ndarray, cut_background: np.ndarray, sce
         image = ndimage.gaussian_filter(image, sigma=(scene.blur[t], scene.blur[t], 0))
     image += rng.normal(0.0, scene.noise[t], size=image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), truths
+
+
+def render_portrait(identity: Identity, rig: Rig, aus: np.ndarray, size: int = 160,
+                    blink: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(image (size, size, 3) uint8, landmarks (5, 2) float32 px): the identity upright and frontal on grey,
+    showing AU intensities `aus` (12,); the landmarks are the eyes, nose tip and mouth corners as drawn.
+
+    The frame compositor's own face drawing (warp, mouth cavity, lids) without scene, camera or noise: how one
+    expression looks to a face model, e.g. to check that each AU's warp moves what the AU moves on a real face.
+    """
+    one = np.zeros(1, np.float32)
+    track = Track(expr=np.full(1, -1), ce=np.full(1, -1), au_label=np.zeros((1, len(aus)), np.int64),
+                  va=np.zeros((1, 2), np.float32), au_render=np.asarray(aus, np.float32)[None],
+                  blink=np.full(1, blink, np.float32), intensity=one)
+    head = HeadPath(yaw=one, pitch=one, roll=one, cx=np.full(1, size / 2), cy=np.full(1, 0.42 * size),
+                    iod=np.full(1, 0.3 * size))
+    still = Subject(identity, rig, track, head, occluders=())
+    canvas = np.full((size, size, 3), 128.0, np.float32)
+    landmarks, _ = _draw_face(canvas, still, 0, 0.0)
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8), landmarks.astype(np.float32)
