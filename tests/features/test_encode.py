@@ -124,7 +124,7 @@ def test_weights_digest_sees_every_value():
 
 def test_unknown_extractor(tmp_path):
     with pytest.raises(ValueError, match="unknown extractor 'clip'; known: finetuned_au, finetuned_expr, "
-                                         "finetuned_va, landmarks, mae, random"):
+                                         "finetuned_va, landmarks, mae, mesh, random"):
         build_extractor("clip", tmp_path / "mae.pt", 0)
 
 

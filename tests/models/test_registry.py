@@ -18,7 +18,8 @@ def test_register_list_and_lookup():
 
 
 def test_extractors_use_it(tmp_path):
-    assert EXTRACTORS.names() == ["finetuned_au", "finetuned_expr", "finetuned_va", "landmarks", "mae", "random"]
+    assert EXTRACTORS.names() == ["finetuned_au", "finetuned_expr", "finetuned_va", "landmarks", "mae", "mesh",
+                                  "random"]
     with pytest.raises(ValueError, match=r"^unknown extractor 'pixels'; known: finetuned_au, finetuned_expr, "
-                                         r"finetuned_va, landmarks, mae, random$"):
+                                         r"finetuned_va, landmarks, mae, mesh, random$"):
         build_extractor("pixels", tmp_path / "none.pt", 0)

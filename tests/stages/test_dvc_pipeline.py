@@ -15,10 +15,11 @@ from tests.stages.conftest import run as _run
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A git + DVC copy of the project's pipeline files with tiny params, the task models and fusion routed as
-    in params.yaml: task models on `landmarks`, fusion on it and the `finetuned_<task>` features."""
+    in params.yaml: task models on `mesh`, fusion on it, `landmarks` and the `finetuned_<task>` features."""
     params = tiny_params_raw(finetuned=True)
-    assert parse_params(params).temporal.resolve("va", params["window"]).extractor == "landmarks"
-    assert {"landmarks", "finetuned_va", "finetuned_expr", "finetuned_au"} <= set(params["fusion"]["extractors"])
+    assert parse_params(params).temporal.resolve("va", params["window"]).extractor == "mesh"
+    fused = set(params["fusion"]["extractors"])
+    assert {"mesh", "landmarks", "finetuned_va", "finetuned_expr", "finetuned_au"} <= fused
     return make_project(tmp_path / "repo", params)
 
 

@@ -2,7 +2,8 @@
 
 Every AU the generator animates is drawn at full intensity on real photos (the demo's identities) and
 compared with the same face unwarped, through MediaPipe's Face Landmarker and the zero-shot map
-`features.mesh.AU_BLENDSHAPES`. README, 'The demo corpus': the table of these responses.
+`features.mesh.AU_BLENDSHAPES`. The table of these responses:
+docs/stages.md, 'Face mesh (`mesh`) and the zero-shot AU baseline'.
 """
 
 import numpy as np
