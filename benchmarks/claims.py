@@ -91,14 +91,27 @@ def _run(args: list[str]) -> None:
         raise SystemExit(f"{' '.join(args[:2])} failed:\n{(done.stdout + done.stderr)[-3000:]}")
 
 
-def run_seed(seed: int, work: Path) -> dict[str, Any]:
-    """The downstream stages at `seed` into work/: (task, fusion, compound) metrics."""
+def seed_params(seed: int, work: Path, **changes: Any) -> Path:
+    """work/params.yaml: the project's params.yaml with `seed` and `changes` ("fusion__extractors" sets
+    fusion.extractors) applied; the path."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["seed"] = seed
-    raw["compound"]["seeds"] = 1  # one compound run per seed (the stage's own loop would run seed..seed+2)
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        section = raw
+        for parent in parents:
+            section = section[parent]
+        section[key] = value
     work.mkdir(parents=True, exist_ok=True)
     params = work / "params.yaml"
     params.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return params
+
+
+def run_seed(seed: int, work: Path) -> dict[str, Any]:
+    """The downstream stages at `seed` into work/: (task, fusion, compound) metrics."""
+    # one compound run per seed (the stage's own loop would run seed..seed+2)
+    params = seed_params(seed, work, compound__seeds=1)
     common = ["--params", str(params), "--raw", "data/raw", "--features", "data/features.zarr"]
     for task in BASIC_KEYS:
         _run([ABAW, "temporal", "--task", task, *common, "--models", str(work / "models/temporal"),

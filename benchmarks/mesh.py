@@ -22,14 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from claims import ABAW, _run  # noqa: E402
+from claims import ABAW, _run, seed_params  # noqa: E402
 
 from pipeline_lib.config import load_params  # noqa: E402
 from pipeline_lib.data.labels import BASIC_KEYS  # noqa: E402
@@ -60,25 +58,11 @@ def add_mesh(work: Path) -> tuple[Path, dict[str, Any]]:
                         "seconds": round(seconds, 1), "frames_per_second": round(frames / seconds, 1)}
 
 
-def _params(seed: int, work: Path, **changes: Any) -> Path:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw["seed"] = seed
-    for dotted, value in changes.items():
-        section = raw
-        *parents, key = dotted.split("__")
-        for parent in parents:
-            section = section[parent]
-        section[key] = value
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def temporal(seed: int, task: str, extractor: str, store: Path, work: Path) -> float:
     """Validation metric of `task`'s temporal model on `extractor` at `seed` (predictions kept in work/)."""
     default = extractor == load_params(ROOT / "params.yaml").temporal.resolve(task, 32).extractor
-    params = _params(seed, work, **{f"temporal__{task}__extractor": extractor, "temporal__common__baseline": default})
+    params = seed_params(seed, work, **{f"temporal__{task}__extractor": extractor,
+                                        "temporal__common__baseline": default})
     _run([ABAW, "temporal", "--task", task, "--params", str(params), "--raw", "data/raw", "--features", str(store),
           "--models", str(work / "models"), "--predictions", str(work / "pred"), "--report", str(work / "metrics")])
     report = json.loads((work / "metrics" / f"{task}.json").read_text())
@@ -87,7 +71,7 @@ def temporal(seed: int, task: str, extractor: str, store: Path, work: Path) -> f
 
 def fusion(seed: int, extractors: list[str], store: Path, temporal_dir: Path, work: Path) -> float:
     """Fusion's validation MTL with these frame-feature `extractors`, on the default temporal predictions."""
-    params = _params(seed, work, fusion__extractors=extractors)
+    params = seed_params(seed, work, fusion__extractors=extractors)
     _run([ABAW, "fusion", "--params", str(params), "--raw", "data/raw", "--features", str(store),
           "--temporal", str(temporal_dir), "--models", str(work / "models"), "--predictions", str(work / "pred"),
           "--report", str(work / "metrics.json")])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +32,7 @@ from pipeline_lib.faces.store import open_face_store
 from pipeline_lib.files import file_sha256
 
 __all__ = ["BLENDSHAPES", "MODEL_ENV", "MODEL_SHA256", "N_POINTS", "FaceMesh", "MeshFrames", "frame_points",
-           "landmarker_model"]
+           "landmarker_model", "store_blocks"]
 
 MODEL_ENV: Final[str] = "ABAW_FACE_LANDMARKER"  # a path to the model file, instead of the wheel's
 MODEL_SHA256: Final[str] = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
@@ -151,7 +152,20 @@ class FaceMesh:
         return out
 
 
-def frame_points(face_store: Path, mesh: FaceMesh, block: int = 256) -> np.ndarray:
+def store_blocks(face_store: Path, mesh: FaceMesh, block: int = 256) -> Iterator[tuple[slice, MeshFrames]]:
+    """(rows, the landmarker's output on them) for each run of `block` frames of a face store with a face in it.
+
+    Crops are read one block at a time: a long video's crops (37.6 KB a frame) never sit in memory at once.
+    """
+    with open_face_store(face_store) as h5:
+        present = h5["present"][...].astype(bool)  # (T,)
+        for start in range(0, len(present), block):
+            rows = slice(start, min(start + block, len(present)))
+            if present[rows].any():
+                yield rows, mesh.run(h5["crops"][rows], present[rows])
+
+
+def frame_points(face_store: Path, mesh: FaceMesh) -> np.ndarray:
     """(T, 478, 2) float32 mesh points of a detected face store in frame pixels, NaN where there are none.
 
     The landmarker sees the aligned crops; each crop's points go back to the frame through the inverse of the
@@ -159,20 +173,15 @@ def frame_points(face_store: Path, mesh: FaceMesh, block: int = 256) -> np.ndarr
     landmarks, give NaN everywhere).
     """
     with open_face_store(face_store) as h5:
-        present = h5["present"][...].astype(bool)  # (T,)
         landmarks = h5["landmarks"][...].astype(np.float64)  # (T, 5, 2) frame px
         size = int(h5["crops"].shape[1])
-        out = np.full((len(present), N_POINTS, 2), np.nan, np.float32)
-        for start in range(0, len(present), block):
-            rows = present[start:start + block]
-            if not rows.any():
-                continue
-            found = mesh.run(h5["crops"][start:start + len(rows)], rows)
-            to_crop = template_matrices(landmarks[start:start + len(rows)], size)  # (b, 3, 3) frame -> crop
-            with np.errstate(invalid="ignore"):
-                to_frame = np.linalg.inv(np.where(np.isfinite(to_crop), to_crop, np.eye(3)))  # (b, 3, 3)
-            points = np.einsum("tij,tnj->tni", to_frame[:, :2, :2], found.points[..., :2].astype(np.float64)) \
-                + to_frame[:, None, :2, 2]  # (b, 478, 2)
-            keep = found.found & np.isfinite(to_crop).all(axis=(1, 2))
-            out[start:start + len(rows)][keep] = points[keep]
+    out = np.full((len(landmarks), N_POINTS, 2), np.nan, np.float32)
+    for rows, found in store_blocks(face_store, mesh):
+        to_crop = template_matrices(landmarks[rows], size)  # (b, 3, 3) frame -> crop
+        with np.errstate(invalid="ignore"):
+            to_frame = np.linalg.inv(np.where(np.isfinite(to_crop), to_crop, np.eye(3)))  # (b, 3, 3)
+        points = np.einsum("tij,tnj->tni", to_frame[:, :2, :2], found.points[..., :2].astype(np.float64)) \
+            + to_frame[:, None, :2, 2]  # (b, 478, 2)
+        keep = found.found & np.isfinite(to_crop).all(axis=(1, 2))
+        out[rows][keep] = points[keep]
     return out

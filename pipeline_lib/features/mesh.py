@@ -24,7 +24,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from pipeline_lib.data.labels import AU_NAMES
-from pipeline_lib.faces.mesh import BLENDSHAPES, FaceMesh, MeshFrames
+from pipeline_lib.faces.mesh import BLENDSHAPES, FaceMesh, MeshFrames, store_blocks
 from pipeline_lib.faces.store import open_face_store
 
 __all__ = ["AU_BLENDSHAPES", "MESH", "MESH_COLUMNS", "MESH_VERSION", "blendshape_au_scores", "mesh_features",
@@ -32,7 +32,6 @@ __all__ = ["AU_BLENDSHAPES", "MESH", "MESH_COLUMNS", "MESH_VERSION", "blendshape
 
 MESH: Final[str] = "mesh"
 MESH_VERSION: Final[str] = "mediapipe-1.2.3-blend52-pose6-geo20-v1"  # provenance: bump when the features change
-_BLOCK: Final[int] = 256  # crops read from the store at a time (a long video's crops never sit in RAM at once)
 
 # MediaPipe canonical-mesh indices (image left = the subject's right).
 _EYE_OUTER: Final[tuple[int, int]] = (33, 263)
@@ -115,16 +114,13 @@ def mesh_features(frames: MeshFrames) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mesh_store_features(face_store: Path, mesh: FaceMesh) -> tuple[np.ndarray, np.ndarray]:
-    """(features (T, 78) float32, valid (T,) bool) of one face store's crops, read `_BLOCK` frames at a time."""
+    """(features (T, 78) float32, valid (T,) bool) of one face store's crops, landmarked block by block."""
     with open_face_store(face_store) as h5:
-        present = h5["present"][...].astype(bool)  # (T,)
-        out = np.zeros((len(present), len(MESH_COLUMNS)), np.float32)
-        valid = np.zeros(len(present), bool)
-        for start in range(0, len(present), _BLOCK):
-            block = present[start:start + _BLOCK]
-            if block.any():
-                stop = start + len(block)
-                out[start:stop], valid[start:stop] = mesh_features(mesh.run(h5["crops"][start:stop], block))
+        n = len(h5["present"])
+    out = np.zeros((n, len(MESH_COLUMNS)), np.float32)
+    valid = np.zeros(n, bool)
+    for rows, found in store_blocks(face_store, mesh):
+        out[rows], valid[rows] = mesh_features(found)
     return out, valid
 
 
