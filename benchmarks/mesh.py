@@ -2,6 +2,7 @@
 
     python benchmarks/mesh.py                 # seeds 0-2, after `dvc repro`
     python benchmarks/mesh.py --table         # results/mesh.json as the README's markdown table
+    python benchmarks/mesh.py --landmarker 1 2   # only the landmarker's time with 1 and 2 worker processes
 
 On a scratch copy of the feature store with `mesh` added (the pipeline's own store is left alone), per seed:
 the EXPR linear probe of every extractor; each task's temporal model trained on each extractor (the stage's
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -21,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -41,6 +45,31 @@ MESH = "mesh"
 
 def _extractors(task: str) -> list[str]:
     return ["landmarks", MESH, "mae", f"finetuned_{task}"]
+
+
+def landmarker_workers(work: Path, counts: list[int]) -> dict[str, Any]:
+    """The `mesh` extraction over every demo face store with each worker count (`features.workers`), from
+    scratch into its own store: wall seconds, frames/s, the speed-up over one process, and whether the arrays
+    equal one process's."""
+    names = [e.name for e in load_raw(ROOT / "data" / "raw").entries]
+    runs: dict[str, Any] = {}
+    stores: dict[int, FeatureStore] = {}
+    for workers in counts:
+        stores[workers] = FeatureStore(work / f"workers{workers}.zarr")
+        start = time.perf_counter()
+        done = extract_features(ROOT / "data" / "faces", names, stores[workers], [MESH],
+                                ROOT / "models" / "mae" / "mae.pt", workers=workers)
+        seconds = time.perf_counter() - start
+        frames = sum(v.frames for v in done)
+        runs[str(workers)] = {"seconds": round(seconds, 1), "frames": frames,
+                              "frames_per_second": round(frames / seconds, 1)}
+        print(f"mesh, {workers} worker(s): {json.dumps(runs[str(workers)])}", flush=True)
+    first = counts[0]
+    for workers in counts[1:]:
+        runs[str(workers)]["speedup"] = round(runs[str(first)]["seconds"] / runs[str(workers)]["seconds"], 2)
+        runs[str(workers)]["same_arrays"] = all(
+            np.array_equal(stores[workers].read(MESH, n)[0], stores[first].read(MESH, n)[0]) for n in names)
+    return {"cpus": os.cpu_count(), "runs": runs}
 
 
 def add_mesh(work: Path) -> tuple[Path, dict[str, Any]]:
@@ -92,10 +121,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     parser.add_argument("--keep", type=Path, help="work here and keep the models and metrics")
     parser.add_argument("--table", action="store_true", help="print results/mesh.json as a markdown table")
+    parser.add_argument("--landmarker", type=int, nargs="+", metavar="WORKERS",
+                        help="only time the mesh extraction with these worker counts (e.g. 1 2) into "
+                             "results/mesh.json's 'landmarker_workers'")
     args = parser.parse_args()
     out = HERE / "results" / "mesh.json"
     if args.table:
         print(table(json.loads(out.read_text(encoding="utf-8"))))
+        return
+    if args.landmarker:
+        with tempfile.TemporaryDirectory(prefix="abaw-mesh-") as tmp:
+            timing = landmarker_workers(Path(tmp), args.landmarker)
+        result = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+        result["landmarker_workers"] = timing
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
         return
     for needed in ("data/features.zarr", "data/faces", "models/mae/mae.pt"):
         if not (ROOT / needed).exists():
@@ -130,7 +170,9 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     default = {t: params.temporal.resolve(t, 32).extractor for t in BASIC_KEYS}
+    previous = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
     result = {
+        **{k: v for k, v in previous.items() if k == "landmarker_workers"},
         "seeds": seeds, "seconds": round(time.perf_counter() - start, 1), "extraction": extraction,
         "expr_probe_macro_f1": {e: _stats({s: probes[s][e] or 0.0 for s in seeds}) for e in every},
         "temporal": {t: {"default": default[t], "metric": "ccc_mean" if t == "va" else "f1",

@@ -155,18 +155,18 @@ def params_for_scale(root: Path) -> dict[str, Any]:
 
     Every epoch count is fixed (not per frame), so a stage's time per frame should not move with the corpus;
     pretraining samples every 8th face frame for one epoch (issue 25 allows it), the same at both sizes.
-    Imported crops carry no landmark points, so the task models read `mae` (README, 'Running on a real
-    Aff-Wild2 copy').
+    Imported crops carry no landmark points, so the task models read `mesh`, as on the demo (the landmarker
+    works on crops; README, 'Running on a real Aff-Wild2 copy'), beside one network extractor, `mae`.
     """
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["data"]["source"] = str(root)
     raw["faces"].update(source="cropped_aligned", samples=4)
     raw["pretrain"].update(epochs=1, frame_stride=8, samples=2)
-    raw["features"].update(extractors=["mae"], probe_random_inits=0)
+    raw["features"].update(extractors=["mae", "mesh"], probe_random_inits=0)
     raw["finetune"].update(epochs=1, steps_per_epoch=10, probe_steps=50)
-    raw["temporal"]["common"].update(extractor="mae", epochs=3)
-    raw["fusion"].update(extractors=["mae"], epochs=3)
-    raw["compound"].update(seeds=1)
+    raw["temporal"]["common"].update(extractor="mesh", epochs=3)
+    raw["fusion"].update(extractors=["mae", "mesh"], epochs=3)
+    raw["compound"].update(extractors=["mesh"], seeds=1)
     return raw
 
 

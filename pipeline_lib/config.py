@@ -56,6 +56,8 @@ def _inherit_devices(raw: dict[str, Any]) -> dict[str, Any]:
     """A copy of a raw params mapping with every section's device inherited (null or absent -> the top-level
     `device`) and resolved (`auto`). Sections that are not mappings are left for validation to report."""
     raw = dict(raw)
+    if raw.get("device", "cpu") is None:  # null means "inherit" in a section; the top level has nothing to inherit
+        raise ValueError("'device' = None: expected cpu, cuda or auto (null is for a section: the top-level one)")
     top = raw["device"] = _resolve_device("device", raw.get("device", "cpu"))
     for path in DEVICE_SECTIONS:
         section = raw
@@ -76,14 +78,14 @@ class DemoCorpusSettings(_Section):
     """Size and look of the synthetic demo corpus (DESIGN.md section 6)."""
 
     train_videos: Annotated[int, Field(ge=1, le=500)] = 14
-    val_videos: Annotated[int, Field(ge=1, le=500)] = 6
+    val_videos: Annotated[int, Field(ge=1, le=500)] = 12
     test_videos: Annotated[int, Field(ge=0, le=500)] = 3
     unlabeled_videos: Annotated[int, Field(ge=0, le=500)] = 16
     two_subject_videos: Annotated[int, Field(ge=0, le=100)] = 1
     # Videos with one task's labels in the other split (train <-> val), as 86 Aff-Wild2 videos have.
     cross_task_videos: Annotated[int, Field(ge=0, le=100)] = 3
     ce_train_videos: Annotated[int, Field(ge=0, le=500)] = 6
-    ce_val_videos: Annotated[int, Field(ge=0, le=500)] = 3
+    ce_val_videos: Annotated[int, Field(ge=0, le=500)] = 6
     fps: Annotated[float, Field(gt=0, le=60)] = 15.0
     min_seconds: Annotated[float, Field(gt=0, le=600)] = 8.0
     max_seconds: Annotated[float, Field(gt=0, le=600)] = 14.0
@@ -171,6 +173,8 @@ class FeaturesSettings(_Section):
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Device = "cpu"  # null in params.yaml: the top-level `device`
     threads: Annotated[int, Field(ge=1, le=256)] = 2
+    # Processes for the MediaPipe landmarker (`mesh`: one core each, ~7 ms a crop); the encoders use `threads`.
+    workers: Annotated[int, Field(ge=1, le=256)] = 2
     probe_stride: Annotated[int, Field(ge=1, le=1000)] = 1  # every n-th labelled frame in the linear probe
     # At most this many frames per split in the probe (the stride grows to fit): its memory and fit time stay
     # bounded on a million-frame split (the demo's ~3k frames are all kept).
@@ -373,7 +377,7 @@ class SyntheticSettings(_Section):
 class CompoundSettings(_Section):
     """Curriculum fine-tuning for the 7 compound expressions (DESIGN.md section 1, step 6)."""
 
-    extractors: Annotated[list[str], Field(min_length=1)] = ["mae"]  # frame-feature groups fed in
+    extractors: Annotated[list[str], Field(min_length=1)] = ["mesh"]  # frame-feature groups fed in
     fusion_features: bool = True  # also feed the fusion model's EXPR stream and its zero-shot compound scores
     encoder: EncoderName = "transformer"
     hidden: Annotated[int, Field(ge=1, le=8192)] = 64

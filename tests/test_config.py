@@ -101,6 +101,13 @@ def test_an_unknown_device_names_the_choices():
         parse_params({"features": {"device": "gpu"}})
 
 
+def test_a_null_top_level_device_is_one_line():
+    with pytest.raises(ConfigError) as caught:
+        parse_params({"device": None})
+    assert str(caught.value) == ("params.yaml: 'device' = None: expected cpu, cuda or auto "
+                                 "(null is for a section: the top-level one)")
+
+
 def test_params_yaml_spells_out_every_temporal_default():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(raw["temporal"]["common"]) == set(TemporalCommon.model_fields)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -165,18 +165,19 @@ def store_blocks(face_store: Path, mesh: FaceMesh, block: int = 256) -> Iterator
                 yield rows, mesh.run(h5["crops"][rows], present[rows])
 
 
-def frame_points(face_store: Path, mesh: FaceMesh) -> np.ndarray:
+def frame_points(face_store: Path, blocks: Iterable[tuple[slice, MeshFrames]]) -> np.ndarray:
     """(T, 478, 2) float32 mesh points of a detected face store in frame pixels, NaN where there are none.
 
-    The landmarker sees the aligned crops; each crop's points go back to the frame through the inverse of the
-    similarity that made it from the stored 5 landmarks (so imported `cropped_aligned` stores, which carry no
-    landmarks, give NaN everywhere).
+    `blocks`: the landmarker's output on the store's crops (`store_blocks`; a list when the same pass also
+    feeds `features.mesh.mesh_store_features`). Each crop's points go back to the frame through the inverse of
+    the similarity that made it from the stored 5 landmarks (so imported `cropped_aligned` stores, which carry
+    no landmarks, give NaN everywhere).
     """
     with open_face_store(face_store) as h5:
         landmarks = h5["landmarks"][...].astype(np.float64)  # (T, 5, 2) frame px
         size = int(h5["crops"].shape[1])
     out = np.full((len(landmarks), N_POINTS, 2), np.nan, np.float32)
-    for rows, found in store_blocks(face_store, mesh):
+    for rows, found in blocks:
         to_crop = template_matrices(landmarks[rows], size)  # (b, 3, 3) frame -> crop
         with np.errstate(invalid="ignore"):
             to_frame = np.linalg.inv(np.where(np.isfinite(to_crop), to_crop, np.eye(3)))  # (b, 3, 3)

@@ -125,8 +125,7 @@ def build_features(raw_dir: Path, face_dir: Path, checkpoint: Path, out: Path, s
     start = time.perf_counter()
     done = extract_features(face_dir, names, store, settings.extractors, checkpoint, finetuned_dir=finetuned_dir,
                             batch_size=settings.batch_size, device=settings.device, precision=settings.precision,
-                            seed=seed, shard=shard,
-                            on_video=on_video)
+                            seed=seed, shard=shard, workers=settings.workers, on_video=on_video)
     seconds = time.perf_counter() - start
     encoded = sum(v.encoded for v in done if not v.skipped)
     metrics: dict[str, Any] = {

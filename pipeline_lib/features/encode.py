@@ -12,12 +12,16 @@ settings), and rebuilt, never mixed, when anything differs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,7 +32,7 @@ import torch
 from pipeline_lib import __version__
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import BASIC_KEYS
-from pipeline_lib.faces.mesh import FaceMesh, landmarker_model
+from pipeline_lib.faces.mesh import FaceMesh, landmarker_model, store_blocks
 from pipeline_lib.faces.store import StoredCrops, open_face_store
 from pipeline_lib.features.geometry import GEOMETRY_VERSION, LANDMARKS, landmark_store_features
 from pipeline_lib.features.geometry import WIDTH as LANDMARKS_WIDTH
@@ -51,6 +55,7 @@ class StoreGeometry:
     version: str  # provenance of its arrays: bump when the features change
     width: int  # D
     read: Callable[[Path], tuple[np.ndarray, np.ndarray]]  # face store -> (features (T, D) float32, valid (T,))
+    heavy: bool = False  # worth worker processes (`workers`): the landmarker takes ~7 ms a crop on one core
 
 
 Builder = Callable[[Path | None, int], torch.nn.Module | StoreGeometry]
@@ -119,9 +124,9 @@ def _mesh(checkpoint: Path | None, seed: int) -> StoreGeometry:
     def read(face_store: Path) -> tuple[np.ndarray, np.ndarray]:
         # one landmarker per video (~0.07 s to open), closed before the next: no native threads outlive a call
         with FaceMesh(model) as mesh:
-            return mesh_store_features(face_store, mesh)
+            return mesh_store_features(face_store, store_blocks(face_store, mesh))
 
-    return StoreGeometry(MESH_VERSION, GEOMETRIC[MESH], read)
+    return StoreGeometry(MESH_VERSION, GEOMETRIC[MESH], read, heavy=True)
 
 
 def build_extractor(name: str, checkpoint: Path | None, seed: int) -> torch.nn.Module | StoreGeometry:
@@ -208,15 +213,53 @@ def _face_provenance_digest(face_store: Path) -> str:
         return hashlib.sha256(str(h5.attrs.get("provenance", "")).encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=None)
+def _worker_geometry(extractor: str) -> StoreGeometry:
+    built = build_extractor(extractor, None, 0)
+    assert isinstance(built, StoreGeometry)
+    return built
+
+
+def _geometry_in_worker(extractor: str, face_store: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """One video's arrays from a worker process, and the seconds they took there."""
+    start = time.perf_counter()
+    features, valid = _worker_geometry(extractor).read(face_store)
+    return features, valid, time.perf_counter() - start
+
+
+def _read_geometry(model: StoreGeometry, extractor: str, stores: list[Path],
+                   workers: int) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """(features, valid, seconds) of each store in order: in `workers` processes for a heavy extractor."""
+    if workers <= 1 or len(stores) <= 1 or not model.heavy:
+        for face_store in stores:
+            start = time.perf_counter()
+            features, valid = model.read(face_store)
+            yield features, valid, time.perf_counter() - start
+        return
+    # spawn: torch and h5py do not survive a fork; each worker opens its own landmarker per video
+    with ProcessPoolExecutor(min(workers, len(stores)), mp_context=get_context("spawn")) as pool:
+        try:
+            yield from pool.map(_geometry_in_worker, [extractor] * len(stores), stores)
+        except BaseException:
+            # Ctrl-C or a failed video: stop now rather than finish every queued video first
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in multiprocessing.active_children():
+                worker.terminate()
+            raise
+
+
 def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, extractors: Sequence[str],
                      checkpoint: Path, *, finetuned_dir: Path | None = None, batch_size: int = 128,
                      device: str = "cpu", precision: str = "fp32", seed: int = 0, shard: tuple[int, int] = (0, 1),
+                     workers: int = 1,
                      on_video: Callable[[VideoFeatures], None] = lambda v: None) -> list[VideoFeatures]:
     """Encode the face stores of `names` (sorted; shard i/n keeps every n-th) with each extractor into `store`.
 
     An extractor whose weights equal an earlier one's in this run (a fine-tuned
     encoder whose linear probe was never beaten is the pretrained one) copies
-    that extractor's arrays instead of encoding every frame again.
+    that extractor's arrays instead of encoding every frame again. A heavy
+    network-free extractor (the landmarker) reads videos in `workers` processes;
+    this process alone writes the store, and the arrays are the same for any count.
     """
     index, count = shard
     chosen = sorted(names)[index::count]
@@ -234,6 +277,7 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
             model = model.to(device).eval()
             settings = {"checkpoint": file_sha256(source)[:16], "seed": seed, "precision": precision}
             twin = first_with.setdefault(weights_digest(model), extractor)
+        todo: list[tuple[str, dict[str, Any]]] = []
         for name in chosen:
             face_store = face_dir / f"{name}.h5"
             provenance: dict[str, Any] = {"extractor": extractor, **settings,
@@ -248,10 +292,20 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
                 features, valid = store.read(twin, name)  # float16 as stored: written back bit-identical
                 store.write(extractor, name, features, valid, provenance)
                 done.append(VideoFeatures(extractor, name, len(valid), 0, False, time.perf_counter() - start))
+            elif isinstance(model, StoreGeometry):  # read below, in worker processes when heavy
+                todo.append((name, provenance))
+                continue
             else:
                 features, valid = extractor_features(model, face_store, batch_size, device, precision)
                 store.write(extractor, name, features, valid, provenance)
                 done.append(VideoFeatures(extractor, name, len(valid), int(valid.sum()), False,
                                           time.perf_counter() - start))
             on_video(done[-1])
+        if isinstance(model, StoreGeometry) and todo:
+            stores = [face_dir / f"{name}.h5" for name, _ in todo]
+            for (name, provenance), (features, valid, seconds) in zip(
+                    todo, _read_geometry(model, extractor, stores, workers), strict=True):
+                store.write(extractor, name, features, valid, provenance)
+                done.append(VideoFeatures(extractor, name, len(valid), int(valid.sum()), False, seconds))
+                on_video(done[-1])
     return done

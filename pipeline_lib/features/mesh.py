@@ -17,6 +17,7 @@ columns through a fixed map documented in AU_BLENDSHAPES.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -24,7 +25,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from pipeline_lib.data.labels import AU_NAMES
-from pipeline_lib.faces.mesh import BLENDSHAPES, FaceMesh, MeshFrames, store_blocks
+from pipeline_lib.faces.mesh import BLENDSHAPES, MeshFrames
 from pipeline_lib.faces.store import open_face_store
 
 __all__ = ["AU_BLENDSHAPES", "MESH", "MESH_COLUMNS", "MESH_VERSION", "blendshape_au_scores", "mesh_features",
@@ -105,21 +106,23 @@ def mesh_features(frames: MeshFrames) -> tuple[np.ndarray, np.ndarray]:
     valid = frames.found.copy()
     if valid.any():
         rows = np.flatnonzero(valid)
-        values = np.concatenate([frames.blendshapes[rows], _pose(frames.pose[rows]),
-                                 _geometry(frames.points[rows])], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a degenerate mesh: NaN, made invalid below
+            geometry = _geometry(frames.points[rows])
+        values = np.concatenate([frames.blendshapes[rows], _pose(frames.pose[rows]), geometry], axis=1)
         ok = np.isfinite(values).all(1)  # a degenerate mesh (all points on one spot) has no eye line
         out[rows[ok]] = values[ok]
         valid[rows[~ok]] = False
     return out, valid
 
 
-def mesh_store_features(face_store: Path, mesh: FaceMesh) -> tuple[np.ndarray, np.ndarray]:
-    """(features (T, 78) float32, valid (T,) bool) of one face store's crops, landmarked block by block."""
+def mesh_store_features(face_store: Path, blocks: Iterable[tuple[slice, MeshFrames]]) -> tuple[np.ndarray, np.ndarray]:
+    """(features (T, 78) float32, valid (T,) bool) of one face store from the landmarker's output on its crops
+    (`faces.mesh.store_blocks`: a generator landmarks block by block; a list lets one pass feed the overlay too)."""
     with open_face_store(face_store) as h5:
         n = len(h5["present"])
     out = np.zeros((n, len(MESH_COLUMNS)), np.float32)
     valid = np.zeros(n, bool)
-    for rows, found in store_blocks(face_store, mesh):
+    for rows, found in blocks:
         out[rows], valid[rows] = mesh_features(found)
     return out, valid
 

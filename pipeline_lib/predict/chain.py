@@ -21,10 +21,11 @@ from pipeline_lib.config import Params
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import BASIC_KEYS, CE_NAMES, EXPR_NAMES
 from pipeline_lib.faces.extract import extract_faces
-from pipeline_lib.faces.mesh import FaceMesh, frame_points
+from pipeline_lib.faces.mesh import FaceMesh, frame_points, store_blocks
 from pipeline_lib.faces.runner import extract_settings
 from pipeline_lib.faces.store import read_track_info
 from pipeline_lib.features.encode import EXTRACTORS, build_extractor, extractor_checkpoint, extractor_features
+from pipeline_lib.features.mesh import MESH, mesh_store_features
 from pipeline_lib.features.normalize import center_per_video
 from pipeline_lib.features.windows import VideoArrays
 from pipeline_lib.metrics import smooth_va
@@ -103,17 +104,20 @@ def predict_video(video: Path, params: Params, models_dir: Path, *, mesh: bool =
                   | set(fusion_meta["sources"]) | set(compound_meta["sources"])) & set(EXTRACTORS.names())
         frames: dict[str, np.ndarray] = {}
         valid = np.asarray(track["present"], bool)
+        landmarked = None  # with --mesh, one landmarker pass feeds both the `mesh` features and the overlay
+        if mesh:
+            with FaceMesh() as landmarker:
+                landmarked = list(store_blocks(store, landmarker))
         for name in sorted(needed):  # `finetuned_<task>` reads <models>/finetuned/<task>.pt
-            checkpoint = extractor_checkpoint(name, paths["mae"], models_dir / "finetuned")
-            features, valid = extractor_features(build_extractor(name, checkpoint, params.seed), store,
-                                                 params.features.batch_size, params.features.device)
+            if name == MESH and landmarked is not None:
+                features, valid = mesh_store_features(store, landmarked)
+            else:
+                checkpoint = extractor_checkpoint(name, paths["mae"], models_dir / "finetuned")
+                features, valid = extractor_features(build_extractor(name, checkpoint, params.seed), store,
+                                                     params.features.batch_size, params.features.device)
             # As stored in the feature store, then centred as every model downstream saw its features.
             frames[name] = center_per_video(features.astype(np.float16), valid)
-        points = None
-        if mesh:
-            on_step("mesh")
-            with FaceMesh() as landmarker:
-                points = frame_points(store, landmarker)
+        points = None if landmarked is None else frame_points(store, landmarked)
     on_step("temporal")
     hidden: dict[str, np.ndarray] = {}
     outputs: dict[str, np.ndarray] = {}

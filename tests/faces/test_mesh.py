@@ -75,7 +75,7 @@ def test_a_closed_landmarker_refuses_work(face):
 
 def test_frame_points_map_the_crops_mesh_back_onto_the_frame(tmp_path):
     from pipeline_lib.faces.align import align_to_template
-    from pipeline_lib.faces.mesh import frame_points
+    from pipeline_lib.faces.mesh import frame_points, store_blocks
     from pipeline_lib.faces.store import FaceTrack, write_faces
 
     image, landmarks = render_portrait(load_identity("grace_hopper"), build_rig("grace_hopper"), np.zeros(12))
@@ -89,7 +89,7 @@ def test_frame_points_map_the_crops_mesh_back_onto_the_frame(tmp_path):
                                              np.zeros((2, 4), np.float32), marks, present.astype(np.float32)),
                 {"v": "a"})
     with FaceMesh() as mesh:
-        mapped = frame_points(tmp_path / "a.h5", mesh)
+        mapped = frame_points(tmp_path / "a.h5", store_blocks(tmp_path / "a.h5", mesh))
     assert mapped.shape == (2, N_POINTS, 2) and np.isnan(mapped[1]).all()
     # the mesh's eye corners straddle the drawn eye centres, its nose tip (1) sits on the drawn one
     eyes = (mapped[0, [33, 133]].mean(0), mapped[0, [362, 263]].mean(0))

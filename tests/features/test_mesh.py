@@ -96,3 +96,27 @@ def test_the_extractor_writes_the_mesh_group_of_a_face_store(tmp_path):
     assert 0.0 < float(features[0, : len(BLENDSHAPES)].max()) <= 1.0
     again = extract_features(tmp_path / "faces", ["a"], store, ["mesh"], tmp_path / "no-checkpoint.pt")
     assert [v.skipped for v in again] == [True]
+
+
+def test_worker_processes_write_what_one_process_writes(tmp_path):
+    name = "grace_hopper"
+    for i in range(3):
+        aus = np.eye(12)[[i, 4 + i, 8 + i]].sum(0)  # a different expression per video and frame
+        crops = np.stack([render_portrait(load_identity(name), build_rig(name), aus * k, size=112)[0]
+                          for k in (0.0, 0.5, 1.0)])
+        present = np.array([True, True, i != 1])
+        write_faces(tmp_path / "faces" / f"v{i}.h5", FaceTrack(crops, present, np.zeros(3, bool),
+                                                              np.zeros((3, 4), np.float32),
+                                                              np.full((3, 5, 2), np.nan, np.float32),
+                                                              present.astype(np.float32)), {"v": f"v{i}"})
+    videos = ["v0", "v1", "v2"]
+    one, two = FeatureStore(tmp_path / "one.zarr"), FeatureStore(tmp_path / "two.zarr")
+    done = {workers: extract_features(tmp_path / "faces", videos, store, ["mesh"], tmp_path / "none.pt",
+                                      workers=workers)
+            for workers, store in ((1, one), (2, two))}
+    assert [(v.video, v.encoded) for v in done[2]] == [(v.video, v.encoded) for v in done[1]] == [
+        ("v0", 3), ("v1", 2), ("v2", 3)]
+    for video in videos:
+        np.testing.assert_array_equal(two.read("mesh", video)[0], one.read("mesh", video)[0])
+        np.testing.assert_array_equal(two.read("mesh", video)[1], one.read("mesh", video)[1])
+        assert two.provenance("mesh", video) == one.provenance("mesh", video)

@@ -69,6 +69,10 @@ def check_predict(project: Path) -> None:
     assert [int(r[0]) for r in rows[1:]] == list(range(decoded))
     assert (project / "predicted" / "fresh_clip_overlay.mp4").stat().st_size > 0
     assert (project / "predicted" / "fresh_clip_timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --mesh: one landmarker pass feeds the `mesh` features and the overlay; the predictions are the same
+    run([str(BIN / "abaw"), "predict", str(clip.path), "--out", "predicted_mesh", "--mesh"], project)
+    with_mesh = (project / "predicted_mesh" / "fresh_clip.csv").read_bytes()
+    assert with_mesh == (project / "predicted" / "fresh_clip.csv").read_bytes()
     # a video without any face: exit 0, a warning, every row face_present=0 with empty predictions
     from tests.data.conftest import write_tiny_video
 

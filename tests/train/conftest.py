@@ -119,7 +119,7 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
 # (pseudo-label sampling and debiasing on, no fusion stream into compound), kept here so they test what they did.
 TINY_TEMPORAL = {"extractor": "mae"}
 TINY_FUSION = {"extractors": ["mae"], "pseudo": {"uniform_sampling": True, "debias": True, "debias_labels": 0.0}}
-TINY_COMPOUND = {"fusion_features": False}
+TINY_COMPOUND = {"extractors": ["mae"], "fusion_features": False}
 
 
 def train_task_models(raw: Path, store: Path, models: Path, predictions: Path, window: int) -> None:
