@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -80,8 +80,23 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         main_thread = threading.current_thread() is threading.main_thread()  # handlers can only be set there
         previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+        swallowed: list[KeyboardInterrupt] = []
+        default_hook = sys.unraisablehook
+
+        def unraisable(info: Any) -> None:
+            # SIGTERM or Ctrl-C landing while a finalizer (a gc weakref callback, __del__) runs raises there, and
+            # Python swallows it with an "Exception ignored" traceback: the stage would run on and exit 0.
+            if isinstance(info.exc_value, KeyboardInterrupt):
+                swallowed.append(info.exc_value)
+            else:
+                default_hook(info)
+
+        sys.unraisablehook = unraisable
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            if swallowed:
+                raise swallowed[0]
+            return result
         except EXPECTED_FAULTS as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt as exc:
@@ -94,6 +109,7 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
                         err=True)
             sys.exit(128 + signum)
         finally:
+            sys.unraisablehook = default_hook
             if main_thread:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 

@@ -32,11 +32,11 @@ import torch
 from pipeline_lib import __version__
 from pipeline_lib.data.errors import DataError
 from pipeline_lib.data.labels import BASIC_KEYS
-from pipeline_lib.faces.mesh import FaceMesh, landmarker_model, store_blocks
+from pipeline_lib.faces.mesh import landmarker_model
 from pipeline_lib.faces.store import StoredCrops, open_face_store
 from pipeline_lib.features.geometry import GEOMETRY_VERSION, LANDMARKS, landmark_store_features
 from pipeline_lib.features.geometry import WIDTH as LANDMARKS_WIDTH
-from pipeline_lib.features.mesh import MESH, MESH_COLUMNS, MESH_VERSION, mesh_store_features
+from pipeline_lib.features.mesh import MESH, MESH_COLUMNS, MESH_VERSION, read_mesh_store
 from pipeline_lib.features.store import FeatureStore
 from pipeline_lib.files import file_sha256
 from pipeline_lib.heap import release_freed_memory
@@ -55,7 +55,9 @@ class StoreGeometry:
     version: str  # provenance of its arrays: bump when the features change
     width: int  # D
     read: Callable[[Path], tuple[np.ndarray, np.ndarray]]  # face store -> (features (T, D) float32, valid (T,))
-    heavy: bool = False  # worth worker processes (`workers`): the landmarker takes ~7 ms a crop on one core
+    # Worth worker processes (`workers`; the landmarker takes ~7 ms a crop on one core); `read` must then pickle
+    # (a top-level function, or a partial of one) from a module that does not import torch.
+    heavy: bool = False
 
 
 Builder = Callable[[Path | None, int], torch.nn.Module | StoreGeometry]
@@ -120,13 +122,7 @@ def _landmarks(checkpoint: Path | None, seed: int) -> StoreGeometry:
 @register_extractor(MESH)
 def _mesh(checkpoint: Path | None, seed: int) -> StoreGeometry:
     model = landmarker_model()  # checked now: a missing or wrong model file fails before the first video
-
-    def read(face_store: Path) -> tuple[np.ndarray, np.ndarray]:
-        # one landmarker per video (~0.07 s to open), closed before the next: no native threads outlive a call
-        with FaceMesh(model) as mesh:
-            return mesh_store_features(face_store, store_blocks(face_store, mesh))
-
-    return StoreGeometry(MESH_VERSION, GEOMETRIC[MESH], read, heavy=True)
+    return StoreGeometry(MESH_VERSION, GEOMETRIC[MESH], functools.partial(read_mesh_store, model=model), heavy=True)
 
 
 def build_extractor(name: str, checkpoint: Path | None, seed: int) -> torch.nn.Module | StoreGeometry:
@@ -213,33 +209,23 @@ def _face_provenance_digest(face_store: Path) -> str:
         return hashlib.sha256(str(h5.attrs.get("provenance", "")).encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=None)
-def _worker_geometry(extractor: str) -> StoreGeometry:
-    built = build_extractor(extractor, None, 0)
-    assert isinstance(built, StoreGeometry)
-    return built
-
-
-def _geometry_in_worker(extractor: str, face_store: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """One video's arrays from a worker process, and the seconds they took there."""
-    start = time.perf_counter()
-    features, valid = _worker_geometry(extractor).read(face_store)
-    return features, valid, time.perf_counter() - start
-
-
-def _read_geometry(model: StoreGeometry, extractor: str, stores: list[Path],
+def _read_geometry(model: StoreGeometry, stores: list[Path],
                    workers: int) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
-    """(features, valid, seconds) of each store in order: in `workers` processes for a heavy extractor."""
+    """(features, valid, seconds waited for it) of each store in order: in `workers` processes when heavy."""
+    start = time.perf_counter()
     if workers <= 1 or len(stores) <= 1 or not model.heavy:
         for face_store in stores:
-            start = time.perf_counter()
             features, valid = model.read(face_store)
             yield features, valid, time.perf_counter() - start
+            start = time.perf_counter()
         return
-    # spawn: torch and h5py do not survive a fork; each worker opens its own landmarker per video
+    # spawn: torch and h5py do not survive a fork. `model.read` is a top-level function (pickled by name), so a
+    # worker imports only what it needs, not this module's torch.
     with ProcessPoolExecutor(min(workers, len(stores)), mp_context=get_context("spawn")) as pool:
         try:
-            yield from pool.map(_geometry_in_worker, [extractor] * len(stores), stores)
+            for features, valid in pool.map(model.read, stores):
+                yield features, valid, time.perf_counter() - start
+                start = time.perf_counter()
         except BaseException:
             # Ctrl-C or a failed video: stop now rather than finish every queued video first
             pool.shutdown(wait=False, cancel_futures=True)
@@ -304,7 +290,7 @@ def extract_features(face_dir: Path, names: Sequence[str], store: FeatureStore, 
         if isinstance(model, StoreGeometry) and todo:
             stores = [face_dir / f"{name}.h5" for name, _ in todo]
             for (name, provenance), (features, valid, seconds) in zip(
-                    todo, _read_geometry(model, extractor, stores, workers), strict=True):
+                    todo, _read_geometry(model, stores, workers), strict=True):
                 store.write(extractor, name, features, valid, provenance)
                 done.append(VideoFeatures(extractor, name, len(valid), int(valid.sum()), False, seconds))
                 on_video(done[-1])

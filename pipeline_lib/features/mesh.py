@@ -25,11 +25,11 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from pipeline_lib.data.labels import AU_NAMES
-from pipeline_lib.faces.mesh import BLENDSHAPES, MeshFrames
+from pipeline_lib.faces.mesh import BLENDSHAPES, FaceMesh, MeshFrames, store_blocks
 from pipeline_lib.faces.store import open_face_store
 
 __all__ = ["AU_BLENDSHAPES", "MESH", "MESH_COLUMNS", "MESH_VERSION", "blendshape_au_scores", "mesh_features",
-           "mesh_store_features"]
+           "mesh_store_features", "read_mesh_store"]
 
 MESH: Final[str] = "mesh"
 MESH_VERSION: Final[str] = "mediapipe-1.2.3-blend52-pose6-geo20-v1"  # provenance: bump when the features change
@@ -125,6 +125,16 @@ def mesh_store_features(face_store: Path, blocks: Iterable[tuple[slice, MeshFram
     for rows, found in blocks:
         out[rows], valid[rows] = mesh_features(found)
     return out, valid
+
+
+def read_mesh_store(face_store: Path, model: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`mesh_store_features` of a face store with its own landmarker, opened and closed here.
+
+    Top-level and free of torch, so `features.workers` processes run it without importing torch (~0.5 GB
+    of RSS a process spared).
+    """
+    with FaceMesh(model) as mesh:  # ~0.07 s to open; closed before the next video: no native threads linger
+        return mesh_store_features(face_store, store_blocks(face_store, mesh))
 
 
 def blendshape_au_scores(features: np.ndarray) -> np.ndarray:

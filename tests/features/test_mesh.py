@@ -120,3 +120,18 @@ def test_worker_processes_write_what_one_process_writes(tmp_path):
         np.testing.assert_array_equal(two.read("mesh", video)[0], one.read("mesh", video)[0])
         np.testing.assert_array_equal(two.read("mesh", video)[1], one.read("mesh", video)[1])
         assert two.provenance("mesh", video) == one.provenance("mesh", video)
+
+
+def test_a_landmarker_worker_does_not_import_torch():
+    """`features.workers` processes unpickle the extractor's `read`: by name, from a module without torch."""
+    import pickle
+    import subprocess
+    import sys
+
+    from pipeline_lib.features.encode import build_extractor
+
+    read = build_extractor("mesh", None, 0).read
+    script = ("import pickle, sys; pickle.loads(sys.stdin.buffer.read()); "
+              "print(sorted(m for m in ('torch', 'pipeline_lib.features.encode') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], input=pickle.dumps(read), capture_output=True, check=True)
+    assert out.stdout.decode().strip() == "[]"
