@@ -18,11 +18,11 @@ assert _spec is not None and _spec.loader is not None
 deps = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(deps)
 
-# data < faces < models < features < train < evaluate/predict < stages. config, files (atomic writes, hashes) and
-# mapped (memory-mapped arrays) sit below everything; artifacts (checkpoint and prediction files) and metrics
-# just above the label definitions.
+# data < faces < models < features < train < evaluate/predict < stages. config, files (atomic writes, hashes),
+# heap, mapped (memory-mapped arrays) and workers (stopping a process pool) sit below everything; artifacts
+# (checkpoint and prediction files) and metrics just above the label definitions.
 LAYERS = {
-    "pipeline_lib": 0, "config": 0, "files": 0, "heap": 0, "mapped": 0,
+    "pipeline_lib": 0, "config": 0, "files": 0, "heap": 0, "mapped": 0, "workers": 0,
     "data": 1,
     "artifacts": 2, "metrics": 2,
     "faces": 3, "models": 4, "features": 5, "train": 6,

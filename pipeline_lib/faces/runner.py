@@ -11,7 +11,6 @@ change of settings or of this package's code redoes them.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import queue
 import time
@@ -33,6 +32,7 @@ from pipeline_lib.faces.imported import import_cropped_aligned
 from pipeline_lib.faces.quality import compare_to_truth, landmark_jitter
 from pipeline_lib.faces.store import FORMAT_VERSION, is_complete, read_report, read_track_info
 from pipeline_lib.files import file_sha256
+from pipeline_lib.workers import stop_now
 
 __all__ = ["STORE_SETTINGS", "FaceJob", "JobResult", "code_digest", "extract_settings", "plan_jobs", "run_jobs",
            "store_path"]
@@ -266,10 +266,6 @@ def run_jobs(jobs: list[FaceJob], settings: FacesSettings, out_dir: Path,
                     results.append(future.result())
                     on_done(results[-1])
         except BaseException:
-            # Ctrl-C, SIGTERM or a failed job: stop the workers now. Leaving the `with` would otherwise run
-            # every queued video first; a store cut short stays a hidden partial file, pruned by the next run.
-            pool.shutdown(wait=False, cancel_futures=True)
-            for worker in multiprocessing.active_children():
-                worker.terminate()
+            stop_now(pool)
             raise
     return sorted(results, key=lambda r: r.key)

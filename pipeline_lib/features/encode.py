@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -42,6 +41,7 @@ from pipeline_lib.files import file_sha256
 from pipeline_lib.heap import release_freed_memory
 from pipeline_lib.models.mae import MAE, load_mae, normalize
 from pipeline_lib.models.registry import Registry
+from pipeline_lib.workers import stop_now
 
 __all__ = ["EXTRACTORS", "FINETUNED", "GEOMETRIC", "StoreGeometry", "VideoFeatures", "build_extractor",
            "encode_crops", "encode_store", "extract_features", "extractor_checkpoint", "extractor_features",
@@ -227,10 +227,7 @@ def _read_geometry(model: StoreGeometry, stores: list[Path],
                 yield features, valid, time.perf_counter() - start
                 start = time.perf_counter()
         except BaseException:
-            # Ctrl-C or a failed video: stop now rather than finish every queued video first
-            pool.shutdown(wait=False, cancel_futures=True)
-            for worker in multiprocessing.active_children():
-                worker.terminate()
+            stop_now(pool)
             raise
 
 
